@@ -1,0 +1,131 @@
+"""The Leakage Probe's core (Sec. 3.1, Fig. 2/6): one-step x0 predictions over a grid of times.
+
+For each t on the grid, the clean video x0 is corrupted with the model's own forward process,
+x = a(σ_t)·x0 + b(σ_t)·ε, and the model's one-step prediction x̂0(x, y0, σ_t) is compared with
+x0 by motion. A leaking model's ratio motion(x̂0)/motion(x0) collapses toward 0 at large t.
+
+A denoiser here is any callable ``denoise(x [B, C, F, H, W], sigma [B]) -> x̂0`` that closes
+over its conditioning (the probe does not care how the model sees the conditional image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .families import DiffusionFamily, as_float64
+from .motion import frame_difference_energy
+from .validation import CILValueError, check_rank
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]
+
+
+def check_time_grid(t_grid: torch.Tensor | list[float]) -> torch.Tensor:
+    t = as_float64(t_grid).reshape(-1)
+    if t.numel() == 0:
+        raise CILValueError("the time grid is empty; give at least one t in (0, 1].")
+    if ((t <= 0) | (t > 1) | ~torch.isfinite(t)).any():
+        raise CILValueError(f"time grid values must lie in (0, 1]; got {t.tolist()}.")
+    return t
+
+
+@dataclass
+class ProbeResult:
+    t: torch.Tensor  # [T] normalised schedule times
+    sigma: torch.Tensor  # [T] ComfyUI sigmas
+    motion_pred: torch.Tensor  # [T, S] frame-difference energy of each one-step prediction
+    motion_ref: float  # frame-difference energy of the reference video
+    predictions: torch.Tensor | None = None  # [T, S, C, F, H, W] when kept
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """[T, S] motion(x̂0)/motion(x0)."""
+        return self.motion_pred / self.motion_ref
+
+    @property
+    def mean_ratio(self) -> torch.Tensor:
+        return self.ratio.mean(dim=1)
+
+
+def one_step_predictions(
+    denoise: Denoiser,
+    x0: torch.Tensor,
+    family: DiffusionFamily,
+    sigmas: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    max_batch: int = 8,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """x̂0 for every entry of ``sigmas`` (one noisy copy of x0 each), in chunks of ``max_batch``.
+
+    ``x0`` is one CFHW video. Noise is drawn chunk by chunk from ``generator`` in order, so the
+    result does not depend on ``max_batch``. Returns [len(sigmas), C, F, H, W].
+    """
+    check_rank("x0", x0, (4,), "[channels, frames, height, width]")
+    if max_batch < 1:
+        raise CILValueError(f"max_batch={max_batch} must be >= 1.")
+    sigmas = as_float64(sigmas).reshape(-1)
+    total, out = sigmas.numel(), []
+    for start in range(0, total, max_batch):
+        sig = sigmas[start : start + max_batch]
+        eps = torch.randn((sig.numel(), *x0.shape), generator=generator, dtype=torch.float32)
+        x = family.noised(x0.unsqueeze(0).to(torch.float32), eps.to(x0.device), sig.to(x0.device))
+        with torch.no_grad():
+            out.append(denoise(x, sig.to(torch.float32)).detach().float().cpu())
+        if progress is not None:
+            progress(min(start + max_batch, total), total)
+    return torch.cat(out)
+
+
+def probe_leakage(
+    denoise: Denoiser,
+    x0: torch.Tensor,
+    family: DiffusionFamily,
+    t_grid: torch.Tensor | list[float],
+    samples_per_t: int = 4,
+    *,
+    generator: torch.Generator | None = None,
+    max_batch: int = 8,
+    keep_predictions: bool = False,
+    progress: Progress | None = None,
+) -> ProbeResult:
+    """Run the probe on one CFHW video: all (t, sample) pairs batched through ``denoise``."""
+    t = check_time_grid(t_grid)
+    if samples_per_t < 1:
+        raise CILValueError(f"samples_per_t={samples_per_t} must be >= 1.")
+    check_rank("x0", x0, (4,), "[channels, frames, height, width]")
+    motion_ref = float(frame_difference_energy(x0, time_dim=1))
+    if motion_ref <= 0:
+        raise CILValueError("the reference video has identical frames (no motion): the probe needs a moving video.")
+    sigma = family.sigma_at(t)
+    preds = one_step_predictions(
+        denoise, x0, family, sigma.repeat_interleave(samples_per_t), generator=generator, max_batch=max_batch, progress=progress
+    )
+    motion = frame_difference_energy(preds, time_dim=2, batch_dims=1).reshape(t.numel(), samples_per_t)
+    kept = preds.reshape(t.numel(), samples_per_t, *x0.shape) if keep_predictions else None
+    return ProbeResult(t=t, sigma=sigma, motion_pred=motion, motion_ref=motion_ref, predictions=kept)
+
+
+def recommend_start(t: torch.Tensor, mean_ratio: torch.Tensor, threshold: float = 0.5) -> tuple[float, bool]:
+    """Largest grid t such that the motion ratio is ≥ ``threshold`` at every grid t' ≤ t.
+
+    Rationale: below that t the model still reads motion from the noisy input, so starting
+    there skips only the leaking regime. Returns (M, found); found is False when even the
+    smallest t is below the threshold (then M is the smallest grid t).
+    """
+    t, r = as_float64(t).reshape(-1), as_float64(mean_ratio).reshape(-1)
+    if t.numel() != r.numel() or t.numel() == 0:
+        raise CILValueError(f"need one ratio per grid time; got {t.numel()} times and {r.numel()} ratios.")
+    order = torch.argsort(t)
+    t, r = t[order], r[order]
+    below = (r < threshold).nonzero()
+    if below.numel() == 0:
+        return float(t[-1]), True
+    first = int(below[0])
+    if first == 0:
+        return float(t[0]), False
+    return float(t[first - 1]), True

@@ -1,0 +1,24 @@
+"""The single registration path: one ComfyExtension listing every node of the pack."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from comfy_api.latest import ComfyExtension, io
+
+# Modules of this package that define NODES: list[type[io.ComfyNode]].
+NODE_MODULES = ()
+
+
+class CILExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        found: list[type[io.ComfyNode]] = []
+        for name in NODE_MODULES:
+            try:
+                module = importlib.import_module(f".{name}", __package__)
+            except Exception:  # one broken module must not hide the others
+                logging.warning("comfyui-cil: could not load nodes.%s", name, exc_info=True)
+                continue
+            found.extend(module.NODES)
+        return found
