@@ -155,7 +155,7 @@ class VPDiscrete(DiffusionFamily):
             r0, rT = root[0].clone(), root[-1].clone()
             root = (root - rT) * r0 / (r0 - rT)
             abar = root**2
-            abar[-1] = 4.8973e-08
+            abar[-1] = 4.8973451890853435e-08  # ComfyUI's exact clamp (model_sampling.py)
         return abar
 
     @cached_property

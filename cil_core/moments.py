@@ -40,12 +40,15 @@ class StreamingMoments:
         """Add a batch of samples [N, *shape]."""
         if batch.dim() < 2:
             raise CILValueError(f"batch has shape {tuple(batch.shape)}; expected [N, *latent_shape].")
-        check_finite("latent batch", batch)
+        if not bool(torch.isfinite(batch).all()):
+            check_finite("latent batch", batch)  # raises with the count of bad values
         x = batch.detach().to(device="cpu", dtype=torch.float64)
         n_b = x.shape[0]
         if n_b == 0:
             return self
         self._check_shape(tuple(x.shape[1:]))
+        if n_b == 1:  # one video: its M2 is zero, skip the reduction
+            return self._combine(1, x[0], torch.zeros_like(x[0]))
         mean_b = x.mean(dim=0)
         m2_b = ((x - mean_b) ** 2).sum(dim=0)
         return self._combine(n_b, mean_b, m2_b)
@@ -62,8 +65,8 @@ class StreamingMoments:
             return self
         n_a, n = self.count, self.count + n_b
         delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + m2_b + delta**2 * (n_a * n_b / n)
+        self.mean.add_(delta, alpha=n_b / n)
+        self.m2.add_(m2_b).addcmul_(delta, delta, value=n_a * n_b / n)
         self.count = n
         return self
 

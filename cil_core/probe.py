@@ -72,7 +72,9 @@ def one_step_predictions(
     total, out = sigmas.numel(), []
     for start in range(0, total, max_batch):
         sig = sigmas[start : start + max_batch]
-        eps = torch.randn((sig.numel(), *x0.shape), generator=generator, dtype=torch.float32)
+        # one draw per sample: torch's CPU randn fills blocks of 16, so a batched draw would change
+        # with the chunking whenever x0.numel() is not a multiple of 16
+        eps = torch.stack([torch.randn(x0.shape, generator=generator, dtype=torch.float32) for _ in range(sig.numel())])
         x = family.noised(x0.unsqueeze(0).to(torch.float32), eps.to(x0.device), sig.to(x0.device))
         with torch.no_grad():
             out.append(denoise(x, sig.to(torch.float32)).detach().float().cpu())

@@ -32,8 +32,15 @@ class StartTime:
             check_positive("sigma_M", self.sigma)
 
     def resolve(self, family: DiffusionFamily) -> tuple[float, float]:
-        """(t_M, σ_M) for this family; σ_M may not exceed the family's σ_max."""
+        """(t_M, σ_M) for this family; σ_M may not exceed the family's σ_max.
+
+        For a discrete VP family a fraction snaps to the grid, M·N → round(M·N), so σ_M is the
+        table entry the trailing schedule starts at (index round(M·N) − 1, as ``ddpm_from``).
+        """
         if self.fraction is not None:
+            if isinstance(family, VPDiscrete):
+                m_index = max(1, int(round(self.fraction * family.num_steps)))
+                return m_index / family.num_steps, float(family.sigmas[m_index - 1])
             return self.fraction, float(family.sigma_at(self.fraction))
         if self.sigma > family.sigma_max * (1 + 1e-9):
             raise CILValueError(
@@ -60,8 +67,13 @@ def vp_trailing_indices(steps: int, m_index: int) -> torch.Tensor:
         raise CILValueError(
             f"steps={steps} is more than the {m_index} discrete timesteps below M; use at most {m_index} steps."
         )
-    i = torch.arange(steps, dtype=torch.float64)
-    return (torch.round(m_index - i * m_index / steps) - 1).long()
+    # Same float arithmetic as the official np.arange(M, 0, -M/steps) (numpy fills start + i·delta
+    # with delta = (start + step) − start), so exact .5 ties round the same way as the official code.
+    step = -m_index / steps
+    values = m_index + torch.arange(steps, dtype=torch.float64) * ((m_index + step) - m_index)
+    if steps >= 2:
+        values[1] = m_index + step
+    return (torch.round(values) - 1).long()
 
 
 def vp_trailing_sigmas(family: VPDiscrete, steps: int, m_fraction: float) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Analytic-Init stats files: our safetensors format, the official ones, and fitting to a latent.
 
-Our format (``FORMAT``, version ``FORMAT_VERSION``): tensors ``mean`` [C, F, H, W] (float32, model
-space, i.e. after the model's latent scaling), ``channel_var`` [C], ``tr_cov_d`` [1] (float64) and,
+Our format (``FORMAT``, version ``FORMAT_VERSION``): tensors ``mean`` [C, F, H, W] (float32, or float64
+when ``m2`` is kept; model space, i.e. after the model's latent scaling), ``channel_var`` [C], ``tr_cov_d`` [1] (float64) and,
 when the estimate can be resumed, ``m2`` [C, F, H, W] (float64). Metadata (all strings): format,
 format_version, layout=CFHW, latent_space=model, family (JSON), channels, frames, latent_height,
 latent_width, height, width, fps, count, plus free-form keys.
@@ -63,7 +63,8 @@ def save_stats(stats: AnalyticStats, path: str | os.PathLike) -> Path:
         count=str(stats.count),
     )
     tensors = {
-        "mean": stats.mean.to(torch.float32),
+        # float64 when the Welford state is kept, so a resumed estimate is exact
+        "mean": stats.mean.to(torch.float64 if stats.m2 is not None else torch.float32),
         "channel_var": stats.channel_var.to(torch.float64),
         "tr_cov_d": torch.tensor([stats.tr_cov_d], dtype=torch.float64),
     }
@@ -105,6 +106,14 @@ def _require_float(path: Path, key: str, t: torch.Tensor) -> torch.Tensor:
     return check_finite(f"{path.name}:{key}", t)
 
 
+def _parse_count(path: Path, meta: dict[str, str]) -> int:
+    raw = meta.get("count", "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise CILValueError(f"{path.name}: metadata count={raw!r} is not a whole number; the file is damaged.") from None
+
+
 def _from_ours(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> AnalyticStats:
     if meta.get("format_version") != FORMAT_VERSION:
         raise CILValueError(
@@ -127,7 +136,7 @@ def _from_ours(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str
         mean=mean.to(torch.float64),
         tr_cov_d=float(tr.reshape(-1)[0]),
         channel_var=_require_float(path, "channel_var", tensors["channel_var"]).to(torch.float64),
-        count=int(meta.get("count", "1")),
+        count=_parse_count(path, meta),
         meta=dict(meta),
         m2=m2,
     )
@@ -151,7 +160,7 @@ def _from_official(path: Path, mean: torch.Tensor, tr: torch.Tensor, meta: dict[
         mean=mean.to(torch.float64),
         tr_cov_d=v,
         channel_var=torch.full((c,), v, dtype=torch.float64),
-        count=int(meta.get("count", "1")),
+        count=_parse_count(path, meta),
         meta={"source": "official", "file": path.name, "latent_space": "model", "family": "", **meta},
     )
 

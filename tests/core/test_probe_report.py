@@ -1,0 +1,211 @@
+"""The Leakage Probe report: table numbers, the documented M rule, CSV/JSON round trips, the
+plot's markers where its axes say, the time grid's validation, and the optical-flow metric."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cil_core import probe_report as pr
+from cil_core.families import svd_family
+from cil_core.probe import ProbeResult, probe_leakage
+from cil_core.validation import CILValueError
+
+
+def make_result(ratios: list[list[float]], ts: list[float] | None = None, ref: float = 2.0) -> ProbeResult:
+    ts = ts or pr.grid(0.1, 1.0, len(ratios))
+    t = torch.tensor(ts, dtype=torch.float64)
+    return ProbeResult(t=t, sigma=svd_family().sigma_at(t), motion_pred=torch.tensor(ratios, dtype=torch.float64) * ref, motion_ref=ref)
+
+
+def brute_force_start(ts, means, threshold):
+    """The rule as documented, written independently of cil_core.probe.recommend_start."""
+    passing = [t for t in ts if all(m >= threshold for tt, m in zip(ts, means) if tt <= t)]
+    return (max(passing), True) if passing else (min(ts), False)
+
+
+LEAKY = [[1.0, 0.9], [0.95, 0.85], [0.8, 0.7], [0.4, 0.5], [0.1, 0.05]]
+
+
+def test_rows_hold_the_ratios_and_their_statistics():
+    report = pr.build_report(make_result(LEAKY), 0.5)
+    for row, expected in zip(report["rows"], LEAKY):
+        assert row["latent_energy_ratios"] == pytest.approx(expected, rel=1e-12)
+        assert row["latent_energy_motion"] == pytest.approx([2.0 * v for v in expected], rel=1e-12)
+        mean = sum(expected) / len(expected)
+        std = math.sqrt(sum((v - mean) ** 2 for v in expected) / len(expected))
+        assert row["latent_energy_ratio_mean"] == pytest.approx(mean, rel=1e-12)
+        assert row["latent_energy_ratio_std"] == pytest.approx(std, rel=1e-12, abs=1e-15)
+        assert (row["latent_energy_ratio_min"], row["latent_energy_ratio_max"]) == (min(expected), max(expected))
+    assert report["metrics"]["latent_energy"]["reference_motion"] == 2.0
+    assert report["samples_per_t"] == 2
+
+
+@given(
+    means=st.lists(st.floats(0.0, 1.5, allow_nan=False), min_size=1, max_size=12),
+    threshold=st.floats(0.05, 1.2),
+)
+@settings(max_examples=60, deadline=None)
+def test_recommendation_follows_the_documented_rule(means, threshold):
+    ts = pr.grid(0.05, 1.0, len(means))
+    report = pr.build_report(make_result([[m] for m in means], ts), threshold)
+    m, found = brute_force_start(ts, means, threshold)
+    assert report["recommended_start"] == pytest.approx(m, abs=1e-12)
+    assert report["recommendation_found"] is found
+    assert any(abs(report["recommended_start"] - t) < 1e-12 for t in ts)
+
+
+def test_csv_and_json_carry_the_same_numbers(tmp_path):
+    report = pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.tensor(LEAKY, dtype=torch.float64) * 3.0, 4.0))
+    image = pr.render_report(report)
+    paths = pr.save_report(report, tmp_path / "sub" / "probe", image)
+    assert {p.name for p in paths.values()} == {"probe.json", "probe.csv", "probe.png"}
+    loaded = json.loads(paths["json"].read_text())
+    assert loaded == json.loads(json.dumps(report))
+    rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
+    for row, ref in zip(rows, loaded["rows"]):
+        for key in ("t", "sigma", "latent_energy_ratio_mean", "pixel_flow_ratio_std", "pixel_flow_ratio_max"):
+            assert float(row[key]) == ref[key]
+        assert [float(row[f"pixel_flow_ratio_s{i}"]) for i in range(2)] == ref["pixel_flow_ratios"]
+    assert [r["pixel_flow_ratio_mean"] for r in loaded["rows"]] == pytest.approx([0.75 * sum(v) / 2 for v in LEAKY], rel=1e-12)
+    assert not list(tmp_path.rglob("*.tmp")), "atomic writes left temporary files behind"
+
+
+def test_plot_markers_sit_where_the_axes_put_the_table_means():
+    report = pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.tensor(LEAKY, dtype=torch.float64) * 0.5, 2.0))
+    image = pr.render_report(report, 900, 560)
+    assert image.size == (900, 560)
+    plot = report["plot"]
+    x0, y0, x1, y1 = plot["box"]
+    top = plot["y_range"][1]
+    assert top >= max(v for r in LEAKY for v in r)
+    for series in plot["series"]:
+        means = pr.mean_ratios(report, series["key"])
+        assert series["ratio"] == pytest.approx(means, rel=1e-12)
+        for t, m, (px, py) in zip(series["t"], means, series["markers"]):
+            assert abs(px - (x0 + t * (x1 - x0))) <= 0.5
+            assert abs(py - (y1 - m / top * (y1 - y0))) <= 0.5
+            assert image.getpixel((px, py)) == tuple(series["color"])
+    # the recommended M is a vertical line of the "found" colour
+    mx = round(x0 + report["recommended_start"] * (x1 - x0))
+    column = [image.getpixel((mx, y)) for y in range(y0 + 40, y1 - 5)]
+    assert sum(p == pr.COLORS["found"] for p in column) > 0.8 * len(column)
+
+
+def test_plot_marks_a_missing_recommendation_in_red():
+    report = pr.build_report(make_result([[0.1], [0.05]], [0.5, 1.0]), 0.5)
+    assert report["recommendation_found"] is False and report["recommended_start"] == 0.5
+    image = pr.render_report(report)
+    x0, y0, x1, y1 = report["plot"]["box"]
+    mx = round(x0 + 0.5 * (x1 - x0))
+    column = [image.getpixel((mx, y)) for y in range(y0 + 40, y1 - 40)]
+    assert sum(p == pr.COLORS["missing"] for p in column) > 0.8 * len(column)
+    assert "no grid t passes" in pr.report_text(report)
+
+
+def test_text_table_lists_every_t_and_the_recommendation():
+    report = pr.build_report(make_result(LEAKY), 0.5)
+    text = pr.report_text(report)
+    for row in report["rows"]:
+        assert f"{row['t']:.3f}" in text
+    assert f"recommended start M = {report['recommended_start']:.4f}" in text
+
+
+def test_image_tensor_is_comfy_layout():
+    report = pr.build_report(make_result(LEAKY), 0.5)
+    image = pr.render_report(report, 640, 400)
+    tensor = pr.image_to_tensor(image)
+    assert tensor.shape == (1, 400, 640, 3) and tensor.dtype == torch.float32
+    assert 0.0 <= float(tensor.min()) and float(tensor.max()) <= 1.0
+    x, y = report["plot"]["series"][0]["markers"][0]
+    assert tuple(round(255 * float(v)) for v in tensor[0, y, x]) == image.getpixel((x, y))
+
+
+@pytest.mark.parametrize(
+    "t_min, t_max, count, message",
+    [
+        (0.0, 1.0, 5, "t_min=0.0 is outside (0, 1]"),
+        (0.1, 1.5, 5, "t_max=1.5 is outside (0, 1]"),
+        (float("nan"), 1.0, 5, "outside (0, 1]"),
+        (0.9, 0.2, 5, "swap them"),
+        (0.1, 0.9, 0, "count=0"),
+    ],
+)
+def test_grid_rejects_bad_ranges(t_min, t_max, count, message):
+    with pytest.raises(CILValueError, match=re.escape(message)):
+        pr.grid(t_min, t_max, count)
+
+
+@given(st.floats(1e-3, 1.0), st.floats(1e-3, 1.0), st.integers(1, 50))
+@settings(max_examples=80, deadline=None)
+def test_grid_stays_inside_its_range(a, b, count):
+    lo, hi = min(a, b), max(a, b)
+    ts = pr.grid(lo, hi, count)
+    assert len(ts) == count and ts[-1] == hi
+    assert all(lo <= t <= hi for t in ts) and ts == sorted(ts)
+    if count > 1:
+        assert ts[0] == lo
+
+
+def test_bad_threshold_and_mismatched_pixel_metric_are_refused():
+    with pytest.raises(CILValueError, match="threshold"):
+        pr.build_report(make_result(LEAKY), 0.0)
+    with pytest.raises(CILValueError, match="pixel_flow motion has shape"):
+        pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.ones(3, 2), 1.0))
+    with pytest.raises(CILValueError, match="no optical flow"):
+        pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.ones(5, 2), 0.0))
+    with pytest.raises(CILValueError, match="too small"):
+        pr.draw_plot(pr.build_report(make_result(LEAKY), 0.5), 200, 100)
+
+
+def test_nearest_grid_indices():
+    assert pr.nearest_grid_indices([0.2, 0.4, 0.6], [0.0, 0.41, 0.59, 1.0]) == [0, 1, 2, 2]
+
+
+def test_perfect_denoiser_gives_ratio_one_and_the_largest_t():
+    """End to end with cil_core.probe: a denoiser that returns x0 exactly keeps all motion."""
+    x0 = torch.randn(4, 5, 6, 6, generator=torch.Generator().manual_seed(0))
+    result = probe_leakage(lambda x, s: x0.expand_as(x), x0, svd_family(), pr.grid(0.2, 1.0, 5), 3, max_batch=4)
+    report = pr.build_report(result, 0.5)
+    assert all(r["latent_energy_ratios"] == pytest.approx([1.0] * 3, rel=1e-12) for r in report["rows"])
+    assert report["recommended_start"] == 1.0 and report["recommendation_found"]
+
+
+# --- optical flow -----------------------------------------------------------------------------------
+
+def textured_video(frames: int, shift: int, size: int = 48) -> torch.Tensor:
+    """[F, H, W, 3] smooth texture translated by ``shift`` pixels per frame (x direction)."""
+    gen = torch.Generator().manual_seed(3)
+    noise = torch.rand(1, 1, size // 4, (size + frames * shift) // 4 + 1, generator=gen)
+    texture = torch.nn.functional.interpolate(noise, scale_factor=4, mode="bicubic", align_corners=False)[0, 0].clamp(0, 1)
+    return torch.stack([texture[:size, f * shift : f * shift + size] for f in range(frames)]).unsqueeze(-1).expand(-1, -1, -1, 3)
+
+
+def test_optical_flow_needs_opencv(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # makes `import cv2` raise ImportError
+    assert pr.optical_flow_available() is False
+    with pytest.raises(CILValueError, match="opencv-python-headless"):
+        pr.optical_flow_motion(textured_video(3, 1))
+
+
+def test_optical_flow_measures_a_known_translation():
+    pytest.importorskip("cv2", reason="OpenCV not installed: the pixel_flow metric is optional")
+    static = pr.optical_flow_motion(textured_video(4, 0))
+    moving = pr.optical_flow_motion(textured_video(4, 2))
+    assert static < 0.05
+    # a 2 px/frame translation of a smooth texture: Farneback's mean magnitude within 25%
+    assert moving == pytest.approx(2.0, rel=0.25)
+
+
+def test_optical_flow_refuses_a_single_frame():
+    with pytest.raises(CILValueError):
+        pr.optical_flow_motion(torch.zeros(1, 8, 8, 3))
