@@ -1,10 +1,39 @@
 """``cil train``: TimeNoise fine-tuning through ComfyUI's model code (--config FILE)."""
 
-from ._pending import not_available
+from __future__ import annotations
 
 HELP = "TimeNoise fine-tuning through ComfyUI's model code (--config FILE)"
+DESCRIPTION = (
+    "Fine-tune an image-to-video model with TimeNoise (LoRA or full) from a TOML/JSON config. "
+    "ComfyUI is found from model.comfyui_path, $COMFYUI_PATH or an importable ComfyUI. "
+    "Checkpoints go to <run.output_dir>/checkpoints; --resume continues from the newest one."
+)
 
 
 def register(subparsers, name: str) -> None:
-    p = subparsers.add_parser(name, help=HELP, description=HELP)
-    p.set_defaults(func=not_available(name, "issue 5"))
+    p = subparsers.add_parser(name, help=HELP, description=DESCRIPTION)
+    p.add_argument("--config", required=True, metavar="FILE", help="training config (.toml or .json); see examples/train_svd_lora.toml")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.output_dir")
+    p.add_argument("--steps", type=int, default=None, help="override run.steps")
+    p.add_argument("--output-dir", default=None, help="override run.output_dir")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar (logs still written)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from cil_tools.train.config import load_config
+    from cil_tools.train.run import run_training
+
+    cfg = load_config(args.config)
+    run_section = cfg.run
+    if args.steps is not None:
+        run_section = replace(run_section, steps=args.steps)
+    if args.output_dir is not None:
+        run_section = replace(run_section, output_dir=args.output_dir)
+    if args.no_progress:
+        run_section = replace(run_section, progress=False)
+    cfg = replace(cfg, run=run_section).validate()
+    run_training(cfg, resume=args.resume)
+    return 0

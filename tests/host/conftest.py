@@ -182,15 +182,17 @@ def init_weights(module, seed: int = 0, scale: float = 0.05) -> None:
             p.copy_(torch.randn(p.shape, generator=gen) * scale)
 
 
-def tiny_svd(seed: int = 0):
-    """A real comfy SVD_img2vid model (EDM, v-prediction, concat image) with 0.6 M parameters,
-    wrapped in a ModelPatcher. Frames are the batch dimension: latents are [T, 4, h, w]."""
-    import torch
+def _patcher(model):
     import comfy.model_management as mm
     import comfy.model_patcher
+
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def _tiny_svd_config():
     import comfy.supported_models as sm
 
-    config = sm.SVD_img2vid(
+    return sm.SVD_img2vid(
         {
             "image_size": 32,
             "use_checkpoint": False,
@@ -220,12 +222,20 @@ def tiny_svd(seed: int = 0):
             "max_ddpm_temb_period": 10000,
         }
     )
+
+
+def tiny_svd(seed: int = 0):
+    """A real comfy SVD_img2vid model (EDM, v-prediction, concat image) with 0.6 M parameters,
+    wrapped in a ModelPatcher. Frames are the batch dimension: latents are [T, 4, h, w]."""
+    import torch
+
+    config = _tiny_svd_config()
     config.unet_config["num_head_channels"] = 16
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
     init_weights(model, seed)
     model.eval()
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return _patcher(model)
 
 
 def svd_conditioning(frames: int, height: int, width: int, seed: int = 0, *, fps: int = 6, motion_bucket_id: int = 127, augmentation_level: float = 0.0):
@@ -275,3 +285,342 @@ def svd_host(host) -> Host:
     """The host with the CILTest_TinySVD source node registered."""
     host.register(CILTest_TinySVD)
     return host
+
+
+# --- more tiny models: a VP v-prediction concat model and Wan 2.1 I2V ------------------------------
+
+def tiny_vp(seed: int = 0, zsnr: bool = True):
+    """A DynamiCrafter-like model: the tiny SVD UNet (concat conditional image, frames as batch)
+    built as a real comfy BaseModel with a VP v-prediction ModelSamplingDiscrete (scaled-linear
+    0.00085–0.012, 1000 steps, zero terminal SNR by default)."""
+    import torch
+    import comfy.model_base
+
+    config = _tiny_svd_config()
+    config.unet_config["num_head_channels"] = 16
+    config.sampling_settings = {"zsnr": zsnr}
+    config.set_inference_dtype(torch.float32, None)
+    model = comfy.model_base.SVD_img2vid(config, model_type=comfy.model_base.ModelType.V_PREDICTION)
+    init_weights(model, seed)
+    model.eval()
+    return _patcher(model)
+
+
+WAN_TEXT_DIM = 32
+
+
+def tiny_wan(seed: int = 0):
+    """A real comfy WAN21 image-to-video model (rectified flow, shift 8, 36 input channels:
+    16 noisy + 4 mask + 16 image) with dim 32, 2 heads, 1 layer (1.7 M parameters, most in the
+    1280→dim CLIP projection). Latents are [B, 16, T, h, w]."""
+    import torch
+    import comfy.supported_models as sm
+
+    config = sm.WAN21_I2V(
+        {
+            "image_model": "wan2.1", "model_type": "i2v", "in_dim": 36, "dim": 32, "ffn_dim": 64,
+            "freq_dim": 32, "text_dim": WAN_TEXT_DIM, "out_dim": 16, "num_heads": 2, "num_layers": 1,
+            "text_len": 8, "patch_size": [1, 2, 2], "window_size": [-1, -1], "qk_norm": True,
+            "cross_attn_norm": True, "eps": 1e-6,
+        }
+    )
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    init_weights(model, seed)
+    model.eval()
+    return _patcher(model)
+
+
+def wan_conditioning(frames: int, height: int, width: int, seed: int = 0, *, batch: int = 1, clip_tokens: int = 0):
+    """Conditioning shaped like WanImageToVideo's: text tokens, ``concat_latent_image`` (raw
+    VAE space, [1, 16, T, h, w]) and ``concat_mask`` (0 on the conditioned first latent frame,
+    1 elsewhere), the same on positive and negative; optional CLIP vision output with
+    ``clip_tokens`` penultimate tokens of width 1280. The empty latent is [batch, 16, T, h, w]."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    text = torch.randn(1, 4, WAN_TEXT_DIM, generator=gen)
+    concat = torch.randn(1, 16, frames, height, width, generator=gen)
+    mask = torch.ones(1, 1, frames, height, width)
+    mask[:, :, :1] = 0.0
+    extra = {"concat_latent_image": concat, "concat_mask": mask}
+    if clip_tokens:
+        import comfy.clip_vision
+
+        out = comfy.clip_vision.Output()
+        out["penultimate_hidden_states"] = torch.randn(1, clip_tokens, 1280, generator=gen)
+        extra["clip_vision_output"] = out
+    positive = [[text, dict(extra)]]
+    negative = [[torch.zeros_like(text), dict(extra)]]
+    latent = {"samples": torch.zeros(batch, 16, frames, height, width)}
+    return positive, negative, latent
+
+
+class CILTest_TinyVP:
+    """Test-only source node: tiny VP v-prediction (ZSNR) concat model + SVD-style conditioning."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return CILTest_TinySVD.INPUT_TYPES()
+
+    RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("model", "positive", "negative", "latent")
+    FUNCTION = "build"
+    CATEGORY = "CIL/testing"
+
+    def build(self, seed, frames, height, width):
+        import torch
+
+        positive, negative = svd_conditioning(frames, height, width, seed)
+        return (tiny_vp(seed), positive, negative, {"samples": torch.zeros(frames, 4, height, width)})
+
+
+class CILTest_TinyWan:
+    """Test-only source node: tiny Wan 2.1 I2V model + WanImageToVideo-style conditioning."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+                "frames": ("INT", {"default": 3, "min": 1, "max": 64}),
+                "height": ("INT", {"default": 4, "min": 2, "max": 256}),
+                "width": ("INT", {"default": 4, "min": 2, "max": 256}),
+                "batch": ("INT", {"default": 1, "min": 1, "max": 16}),
+                "clip_tokens": ("INT", {"default": 0, "min": 0, "max": 257}),
+            }
+        }
+
+    RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("model", "positive", "negative", "latent")
+    FUNCTION = "build"
+    CATEGORY = "CIL/testing"
+
+    def build(self, seed, frames, height, width, batch, clip_tokens):
+        positive, negative, latent = wan_conditioning(frames, height, width, seed, batch=batch, clip_tokens=clip_tokens)
+        return (tiny_wan(seed), positive, negative, latent)
+
+
+# --- tiny VAEs and CLIP vision: stand-ins for the loader nodes of the shipped workflows ----------
+
+_CACHE: dict = {}
+
+
+def _cached(key, build):
+    """VAEs and CLIP vision models are only read by the graphs: build each once per session."""
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def tiny_sd_vae(seed: int = 0):
+    """A real comfy VAE with a random TAESD body: 4 latent channels, 8× downscale (SD-style)."""
+    import comfy.sd
+    import comfy.taesd.taesd as taesd
+
+    body = taesd.TAESD(latent_channels=4)
+    init_weights(body, seed)
+    return comfy.sd.VAE(sd={k: v.detach().clone() for k, v in body.state_dict().items()})
+
+
+def tiny_wan_vae(seed: int = 0):
+    """A real comfy Wan 2.1 VAE (16 channels, 8× space, 4× causal time). ComfyUI 0.8.0 reads the
+    width from the weights (dim 8 here, 0.9 M parameters); 0.3.64 hard-codes dim 96 (127 M)."""
+    import inspect
+    import comfy.sd
+    import comfy.ldm.wan.vae as wan_vae
+
+    dim = 8
+    body = wan_vae.WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                          temperal_downsample=[False, True, True], dropout=0.0)
+    try:
+        init_weights(body, seed, scale=0.02)
+        return comfy.sd.VAE(sd={k: v.detach().clone() for k, v in body.state_dict().items()})
+    except RuntimeError:  # 0.3.64: fixed dim 96
+        body = wan_vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                              temperal_downsample=[False, True, True], dropout=0.0)
+        init_weights(body, seed, scale=0.02)
+        return comfy.sd.VAE(sd={k: v.detach().clone() for k, v in body.state_dict().items()})
+
+
+def tiny_clip_vision(root: Path, *, hidden: int, projection: int, seed: int = 0):
+    """A real comfy ClipVisionModel from a tiny json config (1 layer, 28-px images, 2×2 patches)."""
+    import json
+    import comfy.clip_vision
+
+    config = {
+        "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "gelu", "hidden_size": hidden,
+        "image_size": 28, "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 64,
+        "layer_norm_eps": 1e-05, "model_type": "clip_vision_model", "num_attention_heads": 2,
+        "num_channels": 3, "num_hidden_layers": 2, "patch_size": 14, "projection_dim": projection,
+        "torch_dtype": "float32",
+    }
+    path = root / f"tiny_clip_vision_{hidden}_{projection}.json"
+    path.write_text(json.dumps(config))
+    clip_vision = comfy.clip_vision.ClipVisionModel(str(path))
+    init_weights(clip_vision.model, seed)
+    return clip_vision
+
+
+_TINY_DIR = Path(tempfile.mkdtemp(prefix="cil-tiny-"))
+
+
+class CILTest_TinySVDCheckpoint:
+    """Stands in for ImageOnlyCheckpointLoader (same outputs MODEL, CLIP_VISION, VAE): tiny SVD UNet,
+    tiny CLIP vision (64-d image embeds, the tiny UNet's context width), TAESD-bodied VAE."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": ("STRING", {"default": "svd.safetensors"})}}
+
+    RETURN_TYPES = ("MODEL", "CLIP_VISION", "VAE")
+    FUNCTION = "load_checkpoint"
+    CATEGORY = "CIL/testing"
+
+    def load_checkpoint(self, ckpt_name):
+        clip_vision = _cached("cv_svd", lambda: tiny_clip_vision(_TINY_DIR, hidden=32, projection=64))
+        return (tiny_svd(0), clip_vision, _cached("vae_sd", tiny_sd_vae))
+
+
+class CILTest_TinyWanLoaders:
+    """Stands in for UNETLoader + VAELoader + CLIPVisionLoader of a Wan 2.1 I2V workflow."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"unet_name": ("STRING", {"default": "wan2.1_i2v.safetensors"})}}
+
+    RETURN_TYPES = ("MODEL", "VAE", "CLIP_VISION")
+    FUNCTION = "load"
+    CATEGORY = "CIL/testing"
+
+    def load(self, unet_name):
+        clip_vision = _cached("cv_wan", lambda: tiny_clip_vision(_TINY_DIR, hidden=1280, projection=32))
+        return (tiny_wan(0), _cached("vae_wan", tiny_wan_vae), clip_vision)
+
+
+class CILTest_TinyTextEncode:
+    """Stands in for CLIPLoader + CLIPTextEncode: a seeded random text embedding [1, 4, width]."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True}), "width": ("INT", {"default": WAN_TEXT_DIM, "min": 1, "max": 4096})}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+    CATEGORY = "CIL/testing"
+
+    def encode(self, text, width):
+        import zlib
+        import torch
+
+        gen = torch.Generator().manual_seed(zlib.crc32(text.encode("utf-8")))
+        return ([[torch.randn(1, 4, width, generator=gen), {}]],)
+
+
+# --- capturing what the model sees -------------------------------------------------------------
+
+CAPTURES: dict[str, list[dict]] = {}
+
+
+class CILTest_CaptureApplyModel:
+    """Adds an APPLY_MODEL wrapper (after any added upstream, so it runs inside them) that records
+    the inputs of every model call under ``key`` in ``CAPTURES``: x, sigma, c_concat,
+    c_crossattn, cond_or_uncond and the extra kwargs (y, clip_fea, …), all cloned to the CPU."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "key": ("STRING", {"default": "capture"})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "CIL/testing"
+
+    def patch(self, model, key):
+        import torch
+        import comfy.patcher_extension as pe
+
+        store = CAPTURES.setdefault(key, [])
+
+        def grab(value):
+            return value.detach().to("cpu").clone() if torch.is_tensor(value) else value
+
+        def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+            store.append(
+                {
+                    "x": grab(x), "sigma": grab(t), "c_concat": grab(c_concat), "c_crossattn": grab(c_crossattn),
+                    "cond_or_uncond": list(transformer_options.get("cond_or_uncond", [])),
+                    "kwargs": {k: grab(v) for k, v in kwargs.items()},
+                }
+            )
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+        out = model.clone()
+        out.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, f"cil_test_capture_{key}", wrapper)
+        return (out,)
+
+
+TEST_NODES = (
+    CILTest_TinySVD, CILTest_TinyVP, CILTest_TinyWan, CILTest_TinySVDCheckpoint, CILTest_TinyWanLoaders,
+    CILTest_TinyTextEncode, CILTest_CaptureApplyModel,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_host(host) -> Host:
+    """The host with every CILTest_* source node registered (tiny SVD, VP, Wan, loader stand-ins,
+    the APPLY_MODEL capture node)."""
+    for cls in TEST_NODES:
+        host.register(cls)
+    return host
+
+
+@pytest.fixture
+def captures() -> dict[str, list[dict]]:
+    """What CILTest_CaptureApplyModel recorded, emptied before each test."""
+    CAPTURES.clear()
+    return CAPTURES
+
+
+@pytest.fixture
+def stats_dir(host, tmp_path) -> Path:
+    """A fresh folder registered as ComfyUI's ``cil_stats`` models folder for this test."""
+    folder = tmp_path / "cil_stats"
+    folder.mkdir()
+    fp = host.folder_paths
+    saved = fp.folder_names_and_paths.get("cil_stats")
+    fp.folder_names_and_paths["cil_stats"] = ([str(folder)], {".safetensors"})
+    yield folder
+    if saved is not None:
+        fp.folder_names_and_paths["cil_stats"] = saved
+
+
+def make_stats(shape, *, tr_cov_d: float = 0.5, seed: int = 0, scale: float = 0.7, meta: dict | None = None):
+    """AnalyticStats with a random E[x0] of CFHW ``shape`` (for tests)."""
+    import torch
+    from cil_core.analytic_init import AnalyticStats
+
+    gen = torch.Generator().manual_seed(seed)
+    mean = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+    c = shape[0]
+    return AnalyticStats(mean=mean, tr_cov_d=tr_cov_d, channel_var=torch.full((c,), tr_cov_d, dtype=torch.float64),
+                         count=100, meta=dict(meta or {}))
+
+
+@pytest.fixture
+def write_stats(stats_dir):
+    """``write_stats(name, CFHW shape, tr_cov_d=, seed=, scale=, meta=)`` saves random stats (our
+    format) into the test's ``cil_stats`` folder and returns (file name, the AnalyticStats)."""
+    from cil_core.stats_io import save_stats
+
+    def write(name: str, shape, **kw):
+        stats = make_stats(shape, **kw)
+        save_stats(stats, stats_dir / name)
+        return name, stats
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tiny_models(host) -> dict:
+    """Builders of the tiny models by kind: {"svd", "vp", "wan"} → ModelPatcher."""
+    return {"svd": tiny_svd, "vp": tiny_vp, "wan": tiny_wan}
