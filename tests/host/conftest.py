@@ -5,6 +5,16 @@ ComfyUI's own validator and executor.
 Nothing here fakes ComfyUI. Tiny randomly initialised models come from test-only source nodes
 (``CILTest_*``) registered in ComfyUI's own node table, so graphs can start from a MODEL.
 
+Fixtures: ``host`` (booted ComfyUI; ``run``/``validate``/``load_latent``/``register``), ``svd_host``
+(+ CILTest_TinySVD), ``tiny_host`` (+ every CILTest_* node: tiny SVD / VP v-pred ZSNR concat model /
+Wan 2.1 I2V sources, loader stand-ins for the shipped workflows, CILTest_CaptureApplyModel,
+CILTest_CaptureValue, image sources), ``captures`` (what the capture nodes recorded),
+``stats_dir`` / ``write_stats`` (a temporary ``cil_stats`` models folder), ``tiny_models``,
+``image_store``, ``dc_wrapper`` (kijai's DynamiCrafterWrapper from a temporary copy, or skip).
+Plain helpers: ``tiny_svd``, ``tiny_vp``, ``tiny_wan``, ``svd_conditioning``, ``wan_conditioning``,
+``init_weights``, ``make_stats``, ``tiny_sd_vae``, ``tiny_wan_vae``, ``tiny_clip_vision``.
+Torch runs single-threaded here (CIL_HOST_THREADS to change): far faster on a shared CPU.
+
 Without COMFYUI_PATH every host test file except test_00_host.py is left out, and that file
 skips with one line saying why.
 """
@@ -67,6 +77,10 @@ class Host:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        import torch
+
+        # Tiny models on a shared CPU: one thread is 5-50x faster than two contended ones.
+        torch.set_num_threads(int(os.environ.get("CIL_HOST_THREADS", "1")))
         sys.path.insert(0, COMFYUI_PATH)
         import comfy.options
 
@@ -124,14 +138,15 @@ class Host:
     def run(self, prompt: dict):
         """Validate then execute; raise PromptFailed with ComfyUI's own messages on failure."""
         ok, error, outputs, node_errors = self.validate(prompt)
-        if not ok:
+        if not ok or node_errors:  # ComfyUI runs the valid outputs and drops the others: a test must not
             raise PromptFailed(f"validation failed: {error} {node_errors}")
         executor = self._executor()
         self.server.messages.clear()
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
         if not executor.success:
             errors = [d for e, d in executor.status_messages if e == "execution_error"]
-            raise PromptFailed(f"execution failed: {errors or executor.status_messages}")
+            brief = [f"{d.get('node_type')} (node {d.get('node_id')}): {d.get('exception_type')}: {d.get('exception_message')}" for d in errors]
+            raise PromptFailed(f"execution failed: {' | '.join(brief) if brief else executor.status_messages}")
         return executor
 
     def _executor(self):
@@ -426,7 +441,6 @@ def tiny_sd_vae(seed: int = 0):
 def tiny_wan_vae(seed: int = 0):
     """A real comfy Wan 2.1 VAE (16 channels, 8× space, 4× causal time). ComfyUI 0.8.0 reads the
     width from the weights (dim 8 here, 0.9 M parameters); 0.3.64 hard-codes dim 96 (127 M)."""
-    import inspect
     import comfy.sd
     import comfy.ldm.wan.vae as wan_vae
 
@@ -559,26 +573,137 @@ class CILTest_CaptureApplyModel:
         return (out,)
 
 
+class _AnyType(str):
+    """ComfyUI's classic wildcard socket type: compares equal to every type (0.3.x has no IO.AnyType)."""
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = str.__hash__
+
+
+class CILTest_CaptureValue:
+    """Output node that records whatever reaches it (any type) under ``key`` in ``CAPTURES``."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (_AnyType("*"),), "key": ("STRING", {"default": "value"})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "CIL/testing"
+
+    def capture(self, value, key):
+        CAPTURES.setdefault(key, []).append(value)
+        return {}
+
+
+IMAGE_STORE: dict[str, object] = {}
+
+
+class CILTest_RandomImages:
+    """A seeded random IMAGE batch [count, height, width, 3] in [0, 1] (smooth-ish: upsampled noise)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31}), "count": ("INT", {"default": 8, "min": 1, "max": 4096}),
+                             "height": ("INT", {"default": 64, "min": 8, "max": 4096}), "width": ("INT", {"default": 64, "min": 8, "max": 4096})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "make"
+    CATEGORY = "CIL/testing"
+
+    def make(self, seed, count, height, width):
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        low = torch.rand(count, 3, max(1, height // 8), max(1, width // 8), generator=gen)
+        return (torch.nn.functional.interpolate(low, size=(height, width), mode="bilinear", align_corners=False).movedim(1, -1).clamp(0, 1),)
+
+
+class CILTest_StoredImages:
+    """The IMAGE a test put in ``IMAGE_STORE[key]`` (e.g. frames it decoded itself)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"key": ("STRING", {"default": "frames"})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "get"
+    CATEGORY = "CIL/testing"
+
+    @classmethod
+    def IS_CHANGED(cls, key):
+        return float("nan")
+
+    def get(self, key):
+        return (IMAGE_STORE[key],)
+
+
+class InterruptingVAE:
+    """A VAE proxy that presses ComfyUI's cancel (interrupt_current_processing) after its first encode."""
+
+    def __init__(self, vae, counter: list) -> None:
+        self.vae, self.counter = vae, counter
+
+    def __getattr__(self, name):
+        return getattr(self.vae, name)
+
+    def encode(self, pixels):
+        import comfy.model_management
+
+        self.counter.append(1)
+        out = self.vae.encode(pixels)
+        comfy.model_management.interrupt_current_processing(True)
+        return out
+
+
+class CILTest_InterruptingVAE:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae": ("VAE",), "key": ("STRING", {"default": "encodes"})}}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "wrap"
+    CATEGORY = "CIL/testing"
+
+    def wrap(self, vae, key):
+        return (InterruptingVAE(vae, CAPTURES.setdefault(key, [])),)
+
+
 TEST_NODES = (
     CILTest_TinySVD, CILTest_TinyVP, CILTest_TinyWan, CILTest_TinySVDCheckpoint, CILTest_TinyWanLoaders,
-    CILTest_TinyTextEncode, CILTest_CaptureApplyModel,
+    CILTest_TinyTextEncode, CILTest_CaptureApplyModel, CILTest_CaptureValue, CILTest_RandomImages,
+    CILTest_StoredImages, CILTest_InterruptingVAE,
 )
 
 
 @pytest.fixture(scope="session")
 def tiny_host(host) -> Host:
     """The host with every CILTest_* source node registered (tiny SVD, VP, Wan, loader stand-ins,
-    the APPLY_MODEL capture node)."""
+    capture nodes)."""
+    import gc
+
     for cls in TEST_NODES:
         host.register(cls)
-    return host
+    yield host
+    _CACHE.clear()  # release cached model patchers while ComfyUI's modules still exist
+    gc.collect()
 
 
 @pytest.fixture
 def captures() -> dict[str, list[dict]]:
-    """What CILTest_CaptureApplyModel recorded, emptied before each test."""
+    """What CILTest_CaptureApplyModel / CILTest_CaptureValue recorded, emptied before each test."""
     CAPTURES.clear()
     return CAPTURES
+
+
+@pytest.fixture
+def image_store() -> dict:
+    """Put an IMAGE tensor here under a key; CILTest_StoredImages(key) hands it to the graph."""
+    IMAGE_STORE.clear()
+    return IMAGE_STORE
 
 
 @pytest.fixture
@@ -624,3 +749,35 @@ def write_stats(stats_dir):
 def tiny_models(host) -> dict:
     """Builders of the tiny models by kind: {"svd", "vp", "wan"} → ModelPatcher."""
     return {"svd": tiny_svd, "vp": tiny_vp, "wan": tiny_wan}
+
+
+# --- kijai/ComfyUI-DynamiCrafterWrapper, when available ------------------------------------------
+
+DC_WRAPPER = Path(os.environ.get("CIL_DCWRAPPER_PATH", "/work/hosts/ComfyUI-DynamiCrafterWrapper"))
+
+
+@pytest.fixture(scope="session")
+def dc_wrapper(host):
+    """The real DynamiCrafterWrapper loaded into the host from a TEMPORARY custom_nodes copy (never
+    the repo). Skips, saying why, when its source (CIL_DCWRAPPER_PATH) or requirements are missing."""
+    import shutil
+
+    if not (DC_WRAPPER / "nodes.py").is_file():
+        pytest.skip(f"DynamiCrafterWrapper interop skipped: no wrapper source at {DC_WRAPPER} (set CIL_DCWRAPPER_PATH)")
+    if "DynamiCrafterI2V" not in host.node_classes:
+        target = Path(tempfile.mkdtemp(prefix="cil-dcwrapper-")) / "ComfyUI-DynamiCrafterWrapper"
+        shutil.copytree(DC_WRAPPER, target)
+        loaded = asyncio.run(host.nodes.load_custom_node(str(target)))
+        if not loaded or "DynamiCrafterI2V" not in host.node_classes:
+            pytest.skip("DynamiCrafterWrapper interop skipped: the wrapper does not import in this host (see the log; "
+                        "its requirements: omegaconf, pytorch_lightning, timm, accelerate)")
+
+    root = next(m for m in sys.modules if m.endswith("DynamiCrafterWrapper") and "." not in m)
+
+    def module(suffix: str):
+        """A module of the loaded wrapper package, e.g. module('lvdm.models.ddpm3d')."""
+        import importlib
+
+        return importlib.import_module(f"{root}.{suffix}")
+
+    return module

@@ -1,0 +1,26 @@
+"""Custom socket types of the pack and a helper to show a line of text on a running node."""
+
+from __future__ import annotations
+
+import logging
+
+from comfy_api.latest import io
+
+# An AnalyticStats (cil_core): E[x0] [C, F, H, W] in model space and v = tr Cov/d.
+Stats = io.Custom("CIL_STATS")
+# kijai/ComfyUI-DynamiCrafterWrapper's init-noise dict {mu_p, sigma_p, M, analytic_init}.
+DCNoise = io.Custom("DCNOISE")
+
+
+def show_text(node_cls, text: str) -> None:
+    """Log ``text`` and show it under the running node in the UI (progress text), when a server runs."""
+    logging.info("comfyui-cil: %s", text)
+    node_id = getattr(getattr(node_cls, "hidden", None), "unique_id", None)
+    try:
+        from server import PromptServer
+
+        server = getattr(PromptServer, "instance", None)
+        if server is not None and node_id is not None:
+            server.send_progress_text(text, node_id)
+    except Exception:  # no server (headless, tests) or an old server without progress text
+        pass

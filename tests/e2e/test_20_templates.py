@@ -1,0 +1,66 @@
+"""The pack's workflows are offered in the page's template browser under the pack's name.
+
+ComfyUI (app/custom_node_manager.py) lists `<custom_nodes>/<pack>/workflows/*.json` (also
+example_workflows/, examples/, ...) at GET /workflow_templates and serves each file at
+/api/workflow_templates/<pack>/<name>.json; the page shows them under Extensions → <pack>.
+This checks the repo's own workflows/ folder (what users get), whatever CIL_E2E_WORKFLOWS says."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_template_route_serves_every_workflow(comfy_server, pack_workflows, repo_template_folders):
+    pack, folder, files = pack_workflows
+    if not files:
+        pytest.skip(f"no UI workflows in {folder} yet")
+    # ComfyUI mounts every one of these folders at the same URL prefix; only the first one is reachable.
+    assert repo_template_folders[0] == folder.name, (
+        f"ComfyUI serves /api/workflow_templates/{pack}/ from the first existing folder of "
+        f"{', '.join(f + '/' for f in repo_template_folders)} — {repo_template_folders[0]}/ shadows {folder.name}/, "
+        f"so every template 404s: rename {repo_template_folders[0]}/ or move the workflows to example_workflows/")
+    served = comfy_server.get("/workflow_templates").get(pack, [])
+    expected = sorted(p.stem for p in files)
+    extra = sorted(set(served) - set(expected))
+    assert not extra, (f"the template browser would also offer {extra} from {folder}: every *.json there is "
+                       "shown to users as a template, so keep manifests and API-format twins out of it")
+    assert sorted(served) == expected, f"/workflow_templates[{pack!r}] = {sorted(served)}, files: {expected}"
+    for path in files:
+        route = f"/api/workflow_templates/{urllib.parse.quote(pack)}/{urllib.parse.quote(path.name)}"
+        assert comfy_server.get(route) == json.loads(path.read_text(encoding="utf-8")), f"{route} differs from {path}"
+
+
+def test_the_template_browser_lists_and_opens_them(comfy_page, pack_workflows):
+    pack, folder, files = pack_workflows
+    if not files:
+        pytest.skip(f"no UI workflows in {folder} yet")
+    browser = comfy_page.browser
+    comfy_page.close_dialogs()
+    browser.js("await window.app.extensionManager.command.execute('Comfy.BrowseTemplates');")
+    browser.call("click", selector=f'.global-dialog >> text="{pack}"', timeout_ms=20000)
+    time.sleep(1.0)
+    titles = set(browser.call("visible_texts", selector=".global-dialog h3"))
+    absent = sorted(p.stem for p in files if p.stem not in titles)
+    shot = comfy_page.screenshot("template-browser", publish=False)
+    assert not absent, f"template browser under {pack!r} lacks {absent} (it shows {sorted(titles)}; screenshot {shot})"
+
+    first = files[0]
+    browser.js("window.__cilE2E.missing = null; return true;")
+    browser.call("click", selector=f'.global-dialog h3 >> text="{first.stem}"')
+    try:
+        state = browser.call("wait_for", timeout_s=40, timeout_ms=30000, body=(
+            "return window.__cilE2E.missing !== null && !document.querySelector('.global-dialog .template-workflows-content')"
+            " && {missing: window.__cilE2E.missing, nodes: window.app.graph.nodes.length};"))
+    except AssertionError as exc:
+        comfy_page.close_dialogs()
+        pytest.fail(f"{first.name} did not open from the template browser within 30 s; page errors: "
+                    f"{browser.call('log')}; {str(exc).splitlines()[0]}")
+    expected_nodes = len(json.loads(first.read_text(encoding="utf-8"))["nodes"])
+    assert not state["missing"], f"{first.name} opened from the template browser with missing nodes {state['missing']}"
+    assert state["nodes"] == expected_nodes, f"{first.name} from the template browser: {state['nodes']} nodes, file has {expected_nodes}"
