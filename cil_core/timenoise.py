@@ -11,6 +11,7 @@ The paper adds per-element noise ε ~ N(0, I); the official SVD code draws one s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,8 @@ class TimeNoiseConfig:
     def cdf(self, beta: torch.Tensor | float, t: torch.Tensor | float) -> torch.Tensor:
         """P(β_s ≤ beta | t) = Φ((logit(beta/β_m) − μ(t))/s)."""
         u = (as_float64(beta) / self.beta_m).clamp(0.0, 1.0)
-        return torch.special.ndtr((torch.logit(u) - self.mu(t)) / self.s)
+        z = (torch.logit(u) - self.mu(t)) / self.s
+        return 0.5 * torch.special.erfc(-z / math.sqrt(2.0))  # erfc keeps the lower tail accurate
 
     def quantile(self, q: torch.Tensor | float, t: torch.Tensor | float) -> torch.Tensor:
         """Inverse CDF: β_m·sigmoid(μ(t) + s·Φ⁻¹(q)); q = 0.5 gives the median β_m·sigmoid(μ(t))."""

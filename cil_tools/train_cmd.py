@@ -12,7 +12,7 @@ DESCRIPTION = (
 
 def register(subparsers, name: str) -> None:
     p = subparsers.add_parser(name, help=HELP, description=DESCRIPTION)
-    p.add_argument("--config", required=True, metavar="FILE", help="training config (.toml or .json); see examples/train_svd_lora.toml")
+    p.add_argument("--config", required=True, metavar="FILE", help="training config (.toml or .json); see train_configs/train_svd_lora.toml")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in run.output_dir")
     p.add_argument("--steps", type=int, default=None, help="override run.steps")
     p.add_argument("--output-dir", default=None, help="override run.output_dir")

@@ -1,0 +1,54 @@
+"""Headless entry: config → model (ComfyUI or tiny) → data → ``Trainer``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .config import TrainConfig
+from .data import ClipDataset, ClipSpec, list_entries
+from .loop import Trainer, TrainResult
+
+
+def build_adapter(cfg: TrainConfig):
+    if cfg.model.kind == "tiny":
+        from .toy import TinyAdapter
+
+        return TinyAdapter.from_config(cfg)
+    from . import comfy_host
+    from .comfy_adapters import make_adapter
+
+    comfy = comfy_host.boot(cfg.model.comfyui_path, cfg.model.device)
+    loaded = comfy_host.load_models(cfg, comfy)
+    return make_adapter(loaded.model, cfg, vae=loaded.vae, clip_vision=loaded.clip_vision,
+                        text_encoder=loaded.text_encoder, source=loaded.source)
+
+
+def run_training(cfg: TrainConfig, *, resume: bool = False, adapter=None) -> TrainResult:
+    """Train as ``cfg`` says; ``adapter`` may be given (tests, embedding in other tools)."""
+    adapter = adapter if adapter is not None else build_adapter(cfg)
+    dataset = ClipDataset(list_entries(cfg.data), ClipSpec.from_config(cfg.data), cfg.run.seed)
+    out = Path(cfg.run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(_asdict(cfg), indent=2), encoding="utf-8")
+    result = Trainer(adapter, dataset, cfg).run(resume=resume)
+    _summary(result)
+    return result
+
+
+def _asdict(cfg: TrainConfig) -> dict:
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def _summary(result: TrainResult) -> None:
+    lines = [f"cil train: {result.step} steps done; log {result.output_dir / 'log.jsonl'}, curve {result.plot_path}"]
+    if result.lora_path:
+        lines.append(f"cil train: LoRA → {result.lora_path} (load it with LoraLoaderModelOnly)")
+    if result.full_path:
+        lines.append(f"cil train: model → {result.full_path}")
+    if result.skipped:
+        lines.append(f"cil train: {len(result.skipped)} video(s) skipped, listed in {result.output_dir / 'skipped_videos.txt'}")
+    print("\n".join(lines), file=sys.stderr)
