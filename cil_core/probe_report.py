@@ -343,6 +343,16 @@ def _draw_legend(draw, geometry: dict, series: list[dict], report: dict, font) -
         y += int(0.045 * geometry["height"])
 
 
+def _footer(report: dict) -> str:
+    """Model, family and settings from ``meta`` (strings and numbers only), bottom right."""
+    meta = report.get("meta", {})
+    parts = [str(meta[k]) for k in ("model", "family") if isinstance(meta.get(k), (str, int, float))]
+    if isinstance(meta.get("cfg"), (int, float)):
+        parts.append(f"cfg {meta['cfg']:g}")
+    parts.append(f"{report['samples_per_t']} samples/t")
+    return "  |  ".join(parts)
+
+
 def draw_plot(report: dict, width: int = 800, height: int = 500):
     """Motion ratio vs t with the threshold, the unity line and the recommended M marked.
 
@@ -369,6 +379,9 @@ def draw_plot(report: dict, width: int = 800, height: int = 500):
     _text(draw, ((x0 + x1) / 2, y1 + 0.055 * height), "t  (normalised diffusion time; 1 = pure noise)", small, anchor="ma")
     _text(draw, (x0 - 4, y0 - 0.03 * height), "motion ratio", small, anchor="rm")
     _draw_legend(draw, geometry, series, report, small)
+    footer = _footer(report)
+    if footer:
+        _text(draw, (width - 8, height - 6), footer, small, GREY, anchor="rm")
     section = dict(geometry, series=series, recommended_start=report["recommended_start"], threshold=report["threshold"])
     return image, section
 
@@ -404,3 +417,17 @@ def grid(t_min: float, t_max: float, count: int) -> list[float]:
 def nearest_grid_indices(t_grid: Sequence[float], wanted: Sequence[float]) -> list[int]:
     """Index of the grid time nearest to each wanted time (for previews)."""
     return [min(range(len(t_grid)), key=lambda i: abs(t_grid[i] - w)) for w in wanted]
+
+
+def pool_videos(results: Sequence[ProbeResult]) -> ProbeResult:
+    """Several reference videos' probes as one: every (video, sample) becomes a sample, with
+    each video's motions divided by its own reference motion (so ``motion_ref`` is 1 and the
+    pooled "motions" are ratios). Needs the same t grid for every video."""
+    if not results:
+        raise CILValueError("pool_videos needs at least one probe result.")
+    first = results[0]
+    for r in results[1:]:
+        if r.t.shape != first.t.shape or not torch.equal(r.t, first.t):
+            raise CILValueError("pool_videos: every probe must use the same t grid.")
+    ratios = torch.cat([r.motion_pred.to(torch.float64) / r.motion_ref for r in results], dim=1)
+    return ProbeResult(t=first.t, sigma=first.sigma, motion_pred=ratios, motion_ref=1.0)

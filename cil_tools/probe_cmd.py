@@ -1,10 +1,264 @@
-"""``cil probe``: measure conditional image leakage of a model on a video (Leakage Probe)."""
+"""``cil probe``: measure conditional image leakage of a model on a video (Leakage Probe).
 
-from ._pending import not_available
+Two sources of a model:
+    --toy baseline|timenoise   the toy world's shipped models (cil_toy: EDM/SVD-like by default;
+                               also vp_baseline, vp_timenoise, or a toy .safetensors path),
+                               probed on held-out videos; pure torch, no ComfyUI.
+    --checkpoint FILE --video V  an SVD image-to-video checkpoint, loaded and conditioned with
+                               ComfyUI's own code (comfy.sd.load_checkpoint_guess_config,
+                               SVD_img2vid_Conditioning) from $COMFYUI_PATH, and probed by the
+                               Leakage Probe node's own engine (nodes/probe_nodes.measure).
+Writes <out>/<name>.png (plot), .json and .csv (table) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
 
 HELP = "measure conditional image leakage of a model on a video (Leakage Probe)"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACK_MODULE = "cil_headless_pack"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def register(subparsers, name: str) -> None:
-    p = subparsers.add_parser(name, help=HELP, description=HELP)
-    p.set_defaults(func=not_available(name, "issue 4"))
+    p = subparsers.add_parser(name, help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--toy", metavar="MODEL", help="probe a toy-world model on held-out videos: baseline, timenoise (EDM), "
+                     "vp_baseline, vp_timenoise or a toy .safetensors file")
+    src.add_argument("--checkpoint", metavar="FILE", help="an SVD image-to-video checkpoint (needs $COMFYUI_PATH)")
+    p.add_argument("--video", metavar="PATH", help="reference video (--checkpoint): a GIF/WebP, a folder of frame images, or mp4/webm/… (needs PyAV)")
+    p.add_argument("--videos", type=int, default=4, help="--toy: number of held-out videos (their ratios are pooled; default 4)")
+    g = p.add_argument_group("probe")
+    g.add_argument("--count", type=int, default=10, help="number of probe times t (default 10)")
+    g.add_argument("--t-min", type=float, default=0.1, help="smallest t in (0, 1] (default 0.1)")
+    g.add_argument("--t-max", type=float, default=1.0, help="largest t in (0, 1] (default 1.0)")
+    g.add_argument("--samples", type=int, default=4, help="noise draws per t (default 4)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the forward-process noise (default 0)")
+    g.add_argument("--cfg", type=float, default=1.0, help="CFG of the one-step prediction; 1 = conditional model, as in the paper (default 1)")
+    g.add_argument("--threshold", type=float, default=0.5, help="motion-ratio threshold of the M rule (default 0.5)")
+    g.add_argument("--max-batch", type=int, default=8, help="noisy videos per model call (default 8)")
+    g.add_argument("--pixel-metric", choices=("auto", "off"), default="auto", help="auto: add the OpenCV optical-flow ratio when OpenCV is installed")
+    g.add_argument("--out", default="cil_probe", help="output folder (default ./cil_probe)")
+    g.add_argument("--name", default="", help="file stem (default: toy_<model> or the checkpoint's name)")
+    s = p.add_argument_group("--checkpoint (SVD) conditioning")
+    s.add_argument("--frames", type=int, default=14, help="frames taken from the video (default 14)")
+    s.add_argument("--stride", type=int, default=1, help="take every n-th frame (default 1)")
+    s.add_argument("--width", type=int, default=1024, help="frame width (default 1024)")
+    s.add_argument("--height", type=int, default=576, help="frame height (default 576)")
+    s.add_argument("--fps", type=int, default=6, help="SVD fps conditioning (default 6)")
+    s.add_argument("--motion-bucket", type=int, default=127, help="SVD motion_bucket_id (default 127)")
+    s.add_argument("--augmentation", type=float, default=0.0, help="SVD augmentation_level (default 0)")
+    s.add_argument("--device", choices=("auto", "cpu"), default="auto", help="ComfyUI device (default auto)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cil_core import probe_report as report_lib
+
+    t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
+    for name in ("samples", "max_batch", "videos"):
+        if getattr(args, name) < 1:
+            raise _error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1.")
+    if args.toy:
+        report, stem = probe_toy(args, t_grid), args.name or f"toy_{Path(TOY_ALIASES.get(args.toy, args.toy)).stem}"
+    else:
+        report, stem = probe_checkpoint(args, t_grid), args.name or Path(args.checkpoint).stem
+    image = report_lib.render_report(report)
+    paths = report_lib.save_report(report, Path(args.out) / stem, image)
+    print(report_lib.report_text(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _error(message: str):
+    from cil_core.validation import CILValueError
+
+    return CILValueError(message)
+
+
+def _progress(total: int, label: str):
+    """A tqdm bar driven by the probe's progress(done, total) callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="video", leave=False)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+# --- the toy world ---------------------------------------------------------------------------------
+
+TOY_ALIASES = {"baseline": "edm_baseline", "timenoise": "edm_timenoise"}
+
+
+def load_toy(which: str):
+    """A cil_toy ToyModel (net, family, codec, world) by shipped name, alias or path."""
+    try:
+        from cil_toy.weights_io import load_toy_model
+    except ImportError as exc:
+        raise _error(f"the toy world's model loader is not available in this build ({exc}); use --checkpoint.") from exc
+    return load_toy_model(TOY_ALIASES.get(which, which))
+
+
+def moving_held_out_latents(toy, count: int):
+    """The first ``count`` held-out videos that move at all (the toy world has static scenes,
+    whose motion ratio is undefined), as model-space latents [count, C, F, h, w]."""
+    from cil_core.motion import frame_difference_energy
+    from cil_toy.data import held_out_set
+
+    pixels, _ = held_out_set(4 * count, toy.world)
+    latents = toy.codec.encode(pixels)
+    moving = frame_difference_energy(latents, time_dim=2, batch_dims=1) > 0
+    if int(moving.sum()) < count:
+        raise _error(f"only {int(moving.sum())} of {4 * count} held-out toy videos move; ask for fewer --videos.")
+    return latents[moving][:count]
+
+
+def probe_toy(args, t_grid: list[float]) -> dict:
+    """Probe a toy model on ``args.videos`` held-out videos; ratios pooled over videos."""
+    import torch
+
+    from cil_core import probe_report as report_lib
+    from cil_core.probe import probe_leakage
+    toy = load_toy(args.toy)
+    latents = moving_held_out_latents(toy, args.videos)
+    use_flow = args.pixel_metric == "auto" and report_lib.optical_flow_available()
+    results, flow_pred, flow_ref = [], [], []
+    bar, tick = _progress(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}")
+    for v, x0 in enumerate(latents):
+        gen = torch.Generator().manual_seed(args.seed + v)
+        denoise = toy.denoiser.bind(x0[:, 0])  # conditional image: the clean first latent frame (as in training)
+        done = v * len(t_grid) * args.samples
+        with torch.no_grad():
+            r = probe_leakage(denoise, x0, toy.family, t_grid, args.samples, generator=gen, max_batch=args.max_batch,
+                              keep_predictions=use_flow, progress=lambda d, _t, o=done: tick(o + d, 0))
+        results.append(r)
+        if use_flow:
+            to_frames = lambda z: ((toy.codec.decode(z) + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # noqa: E731  CFHW→[F,H,W,3]
+            flow_ref.append(report_lib.optical_flow_motion(to_frames(x0)))
+            flow_pred.append(torch.tensor([[report_lib.optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
+    bar.close()
+    pooled = report_lib.pool_videos(results)
+    pixel = (torch.cat(flow_pred, dim=1), 1.0) if use_flow else None
+    meta = {
+        "model": f"toy {toy.name}", "source": toy.meta.get("command", ""), "family": toy.family.describe(),
+        "videos": f"the first {args.videos} moving held-out videos",
+        "pooling": "ratios of every (video, sample); each video's motion divided by its own reference motion",
+        "seed": args.seed, "cfg": 1.0, "pixel_metric": "on" if use_flow else "off",
+    }
+    return report_lib.build_report(pooled, args.threshold, pixel_motion=pixel, meta=meta)
+
+
+# --- a real checkpoint through ComfyUI ------------------------------------------------------------------
+
+def load_video(path: str, frames: int, stride: int, width: int, height: int):
+    """[F, H, W, 3] in [0, 1]: the first ``frames`` frames (every ``stride``-th), scaled to cover
+    width×height and centre-cropped. GIF/WebP/APNG and frame folders via PIL; others via PyAV."""
+    import torch
+
+    source = Path(path)
+    if not source.exists():
+        raise _error(f"--video {path!r} does not exist.")
+    if frames < 2 or stride < 1:
+        raise _error(f"--frames={frames} must be >= 2 and --stride={stride} >= 1: the probe needs a moving video.")
+    images = [im for i, im in enumerate(_frame_images(source)) if i % stride == 0]
+    images = images[:frames]
+    if len(images) < 2:
+        raise _error(f"--video {path!r} gave {len(images)} frame(s) (stride {stride}); the probe needs at least 2.")
+    return torch.stack([_cover_crop(im, width, height) for im in images])
+
+
+def _frame_images(source: Path):
+    from PIL import Image, ImageSequence
+
+    if source.is_dir():
+        for f in sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            yield Image.open(f).convert("RGB")
+        return
+    if source.suffix.lower() in (".gif", ".webp", ".png", ".apng"):
+        with Image.open(source) as im:
+            for frame in ImageSequence.Iterator(im):
+                yield frame.convert("RGB")
+        return
+    try:
+        import av
+    except ImportError as exc:
+        raise _error(f"reading {source.suffix} videos needs PyAV (pip install av); or pass a GIF or a folder of frames.") from exc
+    with av.open(str(source)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            yield frame.to_image()
+
+
+def _cover_crop(image, width: int, height: int):
+    import torch
+    from PIL import Image
+
+    scale = max(width / image.width, height / image.height)
+    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.LANCZOS)
+    left, top = (size[0] - width) // 2, (size[1] - height) // 2
+    image = image.crop((left, top, left + width, top + height))
+    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3).float() / 255.0
+
+
+def pack_module(name: str):
+    """A module of this pack's ComfyUI side (e.g. "nodes.probe_nodes"), imported the way ComfyUI
+    imports a custom node (as a package from the repo folder; the repo never goes on sys.path)."""
+    if not (REPO_ROOT / "nodes" / "probe_nodes.py").is_file():
+        raise _error("the ComfyUI side of the pack (nodes/) is not next to cil_tools: run from a source checkout.")
+    if PACK_MODULE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACK_MODULE, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_MODULE] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{PACK_MODULE}.{name}")
+
+
+def probe_checkpoint(args, t_grid: list[float]) -> dict:
+    """Load an SVD checkpoint and condition on the video's first frame with ComfyUI's own code,
+    then run the node's engine."""
+    if not args.video:
+        raise _error("--checkpoint needs --video (the reference video).")
+    if not Path(args.checkpoint).is_file():
+        raise _error(f"--checkpoint {args.checkpoint!r} does not exist.")
+    from cil_tools.train.comfy_host import boot
+
+    comfy = boot(device=args.device)
+    frames = load_video(args.video, args.frames, args.stride, args.width, args.height)
+    model, _, vae, clip_vision = comfy.sd.load_checkpoint_guess_config(
+        args.checkpoint, output_vae=True, output_clip=False, output_clipvision=True
+    )[:4]
+    if model is None or clip_vision is None or type(model.model).__name__ != "SVD_img2vid":
+        found = "no diffusion model" if model is None else type(model.model).__name__
+        raise _error(f"--checkpoint {args.checkpoint!r} is not an SVD image-to-video checkpoint with CLIP vision ({found}); "
+                     "other models: use the Leakage Probe node in ComfyUI.")
+    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
+
+    positive, negative, _ = SVD_img2vid_Conditioning().encode(
+        clip_vision, frames[:1], vae, args.width, args.height, frames.shape[0], args.motion_bucket, args.fps, args.augmentation
+    )
+    return probe_with_comfy(model, positive, negative, frames, vae, args, t_grid, source=args.checkpoint)
+
+
+def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[float], source: str = "") -> dict:
+    """The node's engine (``measure``) on a ComfyUI MODEL + conditioning + IMAGE frames."""
+    import torch
+
+    from cil_core.probe_report import optical_flow_available
+
+    engine = pack_module("nodes.probe_nodes")
+    settings = engine.ProbeSettings(t_grid, args.samples, args.seed, args.cfg, args.threshold, args.max_batch, args.pixel_metric)
+    flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
+    bar, tick = _progress(len(t_grid) * args.samples * (2 if flow else 1), "probing")
+    with torch.inference_mode():
+        run = engine.measure(model, positive, negative, settings, video_frames=frames, vae=vae, progress=tick)
+    bar.close()
+    run.report["meta"]["source"] = source
+    return run.report

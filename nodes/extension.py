@@ -8,7 +8,7 @@ import logging
 from comfy_api.latest import ComfyExtension, io
 
 # Modules of this package that define NODES: list[type[io.ComfyNode]].
-NODE_MODULES = ("probe_nodes", "nodes_analytic_init", "nodes_stats", "train_nodes", "nodes_timenoise", "nodes_dynamicrafter")
+NODE_MODULES = ("probe_nodes", "nodes_analytic_init", "nodes_stats", "train_nodes", "nodes_timenoise", "nodes_dynamicrafter", "nodes_toy")
 
 
 class CILExtension(ComfyExtension):

@@ -209,3 +209,40 @@ def test_optical_flow_measures_a_known_translation():
 def test_optical_flow_refuses_a_single_frame():
     with pytest.raises(CILValueError):
         pr.optical_flow_motion(torch.zeros(1, 8, 8, 3))
+
+
+def test_pooling_videos_divides_each_by_its_own_reference():
+    a = make_result([[0.9, 0.8], [0.3, 0.1]], [0.5, 1.0], ref=2.0)
+    b = make_result([[1.0, 1.0], [0.5, 0.5]], [0.5, 1.0], ref=7.0)
+    pooled = pr.pool_videos([a, b])
+    assert pooled.motion_ref == 1.0
+    assert torch.allclose(pooled.ratio, torch.tensor([[0.9, 0.8, 1.0, 1.0], [0.3, 0.1, 0.5, 0.5]], dtype=torch.float64), rtol=1e-12)
+    with pytest.raises(CILValueError, match="same t grid"):
+        pr.pool_videos([a, make_result([[1.0], [1.0]], [0.4, 1.0])])
+
+
+# --- cil probe --toy (pure torch) ------------------------------------------------------------------------
+
+def test_cli_probes_a_toy_model_and_writes_png_json_csv(tmp_path, capsys):
+    """A small random toy net saved in the toy format goes through `cil probe --toy FILE`."""
+    toy_model = pytest.importorskip("cil_toy.model")
+    from cil_toy.codec import LatentCodec
+    from cil_toy.data import WorldConfig
+    from cil_toy.weights_io import save_toy_model
+
+    from cil_tools.cli import main
+
+    codec, world, family = LatentCodec(), WorldConfig(), svd_family()
+    cfg = toy_model.ToyNetConfig(latent_channels=codec.channels, frames=world.frames, width=8, mid_width=8, embed_dim=8, groups=4)
+    torch.manual_seed(0)
+    meta = {"name": "random", "role": "test", "command": "cil toy-train (test: random weights)", "seed": "0", **world.describe()}
+    path = save_toy_model(tmp_path / "random.safetensors", toy_model.ToyVideoNet(cfg, family), family, codec, meta)
+    out = tmp_path / "report"
+    code = main(["probe", "--toy", str(path), "--videos", "2", "--count", "3", "--samples", "2", "--pixel-metric", "off", "--out", str(out), "--name", "r"])
+    assert code == 0
+    report = json.loads((out / "r.json").read_text())
+    assert (out / "r.png").is_file() and (out / "r.csv").is_file()
+    assert [row["t"] for row in report["rows"]] == pytest.approx([0.1, 0.55, 1.0])
+    assert all(len(row["latent_energy_ratios"]) == 4 for row in report["rows"])  # 2 videos x 2 samples pooled
+    assert report["plot"]["series"][0]["ratio"] == pytest.approx(pr.mean_ratios(report, "latent_energy"), rel=1e-12)
+    assert f"recommended start M = {report['recommended_start']:.4f}" in capsys.readouterr().out

@@ -1,0 +1,389 @@
+"""Leakage Probe node (paper Sec. 3.1, Fig. 2/6): how much motion survives a one-step prediction.
+
+For each t on a grid the reference video x0 (model space) is corrupted with the model's own
+forward process, x = a(σ_t)·x0 + b(σ_t)·ε, and ComfyUI's real guider (CFGGuider: conds, CFG,
+model patches and wrappers) predicts x̂0 in one call. motion(x̂0)/motion(x0) → 0 at large t
+means the model copies the conditional image instead of reading the noisy video: leakage.
+
+Batching: a custom SAMPLER runs inside ONE ``guider.sample`` preparation and sends all (t,
+sample) pairs through the model in chunks of ``max_batch`` noisy videos. Frames-as-batch
+models (SVD, DynamiCrafter: latents [T, C, h, w]) get a chunk of k videos as one [k·T, C, h, w]
+batch: ComfyUI keeps ``num_video_frames = T`` (set from the reference) and tiles the conds to
+k·T, so the temporal layers see k separate videos. A model patched with a CFG function that
+reads the batch as frames (e.g. VideoLinearCFGGuidance) is run one video per call instead.
+5-D models (Wan: [B, C, T, h, w]) batch along dim 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import comfy.samplers
+import torch
+from comfy_api.latest import io
+
+from ..cil_core import probe_report as report_lib
+from ..cil_core.families import DiffusionFamily
+from ..cil_core.layouts import from_cfhw, to_cfhw
+from ..cil_core.probe import ProbeResult, probe_leakage
+from ..cil_core.validation import CILValueError
+from .comfy_bridge import detect_family, family_label, latent_layout
+
+NODE_ID = "CIL_LeakageProbe"
+CFG_HOOKS = ("sampler_cfg_function", "sampler_pre_cfg_function", "sampler_post_cfg_function")
+
+DESCRIPTION = """Measures conditional image leakage (paper Sec. 3.1, Fig. 2): for each t on the grid the
+reference video is noised with the model's own forward process and the model predicts the clean
+video in one step (through ComfyUI's guider, with your conditioning and CFG). The plot shows
+motion(prediction) / motion(reference) against t; a leaking model's ratio collapses toward 0 at
+large t (the prediction is a still copy of the conditional image).
+
+Recommended start M = the largest grid t whose mean motion ratio is >= threshold at that t and at
+every smaller grid t. Why: up to M the model still reads motion from the noisy video, so a late
+start at M (Late Start Sampler, with Analytic-Init for the prior) skips exactly the leaking
+high-noise regime (paper Sec. 4.1) while keeping as much of the schedule as possible. Ratio on
+the latent frame-difference energy; with a VAE and OpenCV installed the pixel optical-flow ratio
+is reported too. Table saved as JSON + CSV (+ the plot PNG) in the output folder."""
+
+
+# --- reference video -------------------------------------------------------------------------------
+
+def reference_latent(video_latent, video_frames, vae) -> tuple[torch.Tensor, str]:
+    """The reference as a raw (VAE-space) latent and where it came from."""
+    if video_latent is not None and video_frames is not None:
+        raise CILValueError("connect the reference video once: either video_latent, or video_frames + vae, not both.")
+    if video_latent is not None:
+        if video_latent.get("noise_mask") is not None:
+            raise CILValueError(
+                "video_latent carries a noise_mask (a latent-replacement I2V latent such as Wan 2.2 TI2V or LTX-Video): "
+                "the probe needs the clean reference video; encode it with VAE Encode and connect that."
+            )
+        return video_latent["samples"], "latent"
+    if video_frames is None:
+        raise CILValueError("no reference video: connect video_latent, or video_frames together with a vae.")
+    if vae is None:
+        raise CILValueError("video_frames needs a vae to encode them; connect the model's VAE (or a video_latent instead).")
+    if video_frames.shape[0] < 2:
+        raise CILValueError(f"video_frames holds {video_frames.shape[0]} frame(s); the probe needs a video of at least 2 frames.")
+    return vae.encode(video_frames[..., :3]), "frames+vae"
+
+
+def check_reference(latent: torch.Tensor, layout: str, model, positive, negative) -> None:
+    """Frames ≥ 2, the model's channel count, and the conditioning's concat image size."""
+    frames = latent.shape[0] if layout == "TCHW" else latent.shape[2]
+    if frames < 2:
+        raise CILValueError(
+            f"the reference video has {frames} latent frame(s) (latent {tuple(latent.shape)}); the probe needs at least 2 "
+            "(video VAEs such as Wan's compress time 4x: give at least 5 frames)."
+        )
+    channels = getattr(model.get_model_object("latent_format"), "latent_channels", latent.shape[1])
+    if latent.shape[1] != channels:
+        raise CILValueError(f"the reference latent has {latent.shape[1]} channels but this model's latents have {channels}: encode the video with this model's VAE.")
+    for name, cond in (("positive", positive), ("negative", negative)):
+        for _, options in cond:
+            image = options.get("concat_latent_image")
+            if isinstance(image, torch.Tensor) and tuple(image.shape[-2:]) != tuple(latent.shape[-2:]):
+                h, w = latent.shape[-2:]
+                ch, cw = image.shape[-2:]
+                raise CILValueError(
+                    f"frame size mismatch: the reference video's latent is {h}x{w} (h x w) but the {name} conditioning's "
+                    f"image latent is {ch}x{cw}; give the conditioning node the video's width/height, or resize the video to match."
+                )
+            if layout == "BCTHW" and isinstance(image, torch.Tensor) and image.dim() == 5 and image.shape[2] != frames:
+                raise CILValueError(
+                    f"frame count mismatch: the reference video has {frames} latent frames but the {name} conditioning "
+                    f"was built for {image.shape[2]}; give the conditioning node the video's length."
+                )
+
+
+# --- running the probe inside one guider preparation -------------------------------------------------
+
+class _ProbeSampler(comfy.samplers.Sampler):
+    """A ComfyUI SAMPLER whose ``sample`` runs the whole probe with the prepared guider
+    (``model_wrap`` is the CFGGuider; ``latent_image`` the reference in model space)."""
+
+    def __init__(self, run_probe):
+        self.run_probe = run_probe
+        self.result: ProbeResult | None = None
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        def call(x, sigma):
+            return model_wrap(x, sigma.to(x.device), **extra_args)
+
+        self.result = self.run_probe(call, latent_image)
+        return latent_image
+
+
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def layout_denoiser(call, layout: str, calls: list[int] | None = None):
+    """Adapt ``call(x in the model's layout, σ per batch item)`` to cil_core's
+    ``denoise(x [B, C, F, H, W], σ [B])``. Checks for cancel before every model call; a chunk
+    that runs out of GPU memory is split in halves and retried (the noise is already drawn, so
+    the numbers do not change). ``calls`` receives the video count of every successful call."""
+    import comfy.model_management as mm
+
+    def one_call(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        mm.throw_exception_if_processing_interrupted()
+        if layout == "BCTHW":
+            out = call(x, sigma)
+        else:
+            b, c, f, h, w = x.shape
+            flat = call(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), sigma.repeat_interleave(f))
+            out = flat.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+        if calls is not None:
+            calls.append(x.shape[0])
+        return out
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        try:
+            return one_call(x, sigma)
+        except OUT_OF_MEMORY:
+            if x.shape[0] == 1:
+                raise
+        mm.soft_empty_cache()
+        half = x.shape[0] // 2
+        return torch.cat([denoise(x[:half], sigma[:half]), denoise(x[half:], sigma[half:])])
+
+    return denoise
+
+
+def videos_per_call(model, layout: str, max_batch: int) -> int:
+    """Frames-as-batch models with a CFG hook run one video per call (the hook may read the
+    batch as the frame axis, as VideoLinearCFGGuidance does)."""
+    options = model.model_options
+    if layout == "TCHW" and any(options.get(k) for k in CFG_HOOKS):
+        return 1
+    return max_batch
+
+
+def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layout: str, family: DiffusionFamily,
+              t_grid: list[float], samples_per_t: int, seed: int, max_batch: int, progress=None,
+              calls: list[int] | None = None) -> ProbeResult:
+    """All (t, sample) pairs through ComfyUI's CFGGuider in one preparation; noise from ``seed``.
+    ``calls`` (optional) receives the number of videos of every model call."""
+    def probe(call, x0_model):
+        return probe_leakage(
+            layout_denoiser(call, layout, calls), to_cfhw(x0_model, layout).float(), family, t_grid, samples_per_t,
+            generator=torch.Generator().manual_seed(seed), max_batch=max_batch, keep_predictions=True, progress=progress,
+        )
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    sampler = _ProbeSampler(probe)
+    schedule = torch.cat([family.sigma_at(torch.tensor(sorted(t_grid, reverse=True))).float(), torch.zeros(1)])
+    reference = latent[:1] if layout == "BCTHW" else latent
+    guider.sample(torch.zeros_like(reference), reference, sampler, schedule, disable_pbar=True, seed=seed)
+    return sampler.result
+
+
+# --- pixel metric and previews ----------------------------------------------------------------------
+
+def decode_video(vae, latent_format, video_cfhw: torch.Tensor, layout: str) -> torch.Tensor:
+    """Model-space CFHW latent → frames [F, H, W, 3] in [0, 1] through the VAE."""
+    raw = latent_format.process_out(from_cfhw(video_cfhw, layout))
+    images = vae.decode(raw)
+    return images.reshape(-1, *images.shape[-3:])
+
+
+def pixel_motion(result: ProbeResult, reference_cfhw, vae, latent_format, layout: str, progress=None):
+    """(motion_pred [T, S], motion_ref) of the pixel optical-flow metric."""
+    import comfy.model_management as mm
+
+    ref = report_lib.optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout))
+    preds = result.predictions.flatten(0, 1)
+    motion = torch.zeros(preds.shape[0], dtype=torch.float64)
+    for i, video in enumerate(preds):
+        mm.throw_exception_if_processing_interrupted()
+        motion[i] = report_lib.optical_flow_motion(decode_video(vae, latent_format, video, layout))
+        if progress is not None:
+            progress(i + 1, preds.shape[0])
+    return motion.reshape(result.motion_pred.shape), ref
+
+
+def parse_preview_times(text: str) -> str | list[float]:
+    """"auto", "all", "none" or comma-separated times in (0, 1]."""
+    text = text.strip().lower()
+    if text in ("auto", "all", "none", ""):
+        return text or "none"
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not (0.0 < v <= 1.0) for v in values):
+        raise CILValueError(f"preview_t={text!r}: expected auto, all, none or comma-separated times in (0, 1], e.g. 0.5, 0.9.")
+    return values
+
+
+def preview_latent(result: ProbeResult, report: dict, preview, latent_format, layout: str) -> dict:
+    """Sample 0 of the one-step predictions at the chosen grid times, as a raw LATENT.
+    Frames-as-batch models: the videos one after another along the frame axis."""
+    t_grid = [float(t) for t in result.t]
+    if preview == "none":
+        indices = []
+    elif preview == "all":
+        indices = list(range(len(t_grid)))
+    elif preview == "auto":  # the most leaking grid t and the recommended start
+        indices = sorted(set(report_lib.nearest_grid_indices(t_grid, [max(t_grid), report["recommended_start"]])))
+    else:
+        indices = report_lib.nearest_grid_indices(t_grid, preview)
+    if not indices:
+        indices = [len(t_grid) - 1]
+    videos = result.predictions[indices, 0]
+    if layout == "TCHW":
+        raw = torch.cat([latent_format.process_out(from_cfhw(v, layout)) for v in videos])
+    else:
+        raw = latent_format.process_out(from_cfhw(videos, layout))
+    return {"samples": raw.float().cpu()}
+
+
+# --- saving -------------------------------------------------------------------------------------------
+
+def save_outputs(report: dict, image, filename_prefix: str) -> tuple[dict, str]:
+    import os
+
+    import folder_paths
+
+    out_dir = folder_paths.get_output_directory()
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, image.width, image.height)
+    stem = os.path.join(folder, f"{name}_{counter:05}_")
+    paths = report_lib.save_report(report, stem, image)
+    return {"filename": paths["png"].name, "subfolder": subfolder, "type": "output"}, str(paths["json"])
+
+
+# --- the node ------------------------------------------------------------------------------------------
+
+class LeakageProbe(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE_ID,
+            display_name="Leakage Probe",
+            category="CIL/analysis",
+            description=DESCRIPTION,
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The image-to-video model to probe (SVD, DynamiCrafter, Wan, …), with any patches your graph applies."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning from the model's I2V conditioning node (e.g. SVD_img2vid_Conditioning), built from the reference video's first frame."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning from the same I2V conditioning node (used when cfg > 1)."),
+                io.Latent.Input("video_latent", optional=True, tooltip="The reference video as a LATENT from VAE Encode (raw VAE space; ComfyUI maps it into model space). Connect this OR video_frames + vae."),
+                io.Image.Input("video_frames", optional=True, tooltip="The reference video as IMAGE frames (at least 2), encoded here with the vae. Connect this + vae OR video_latent."),
+                io.Vae.Input("vae", optional=True, tooltip="The model's VAE: encodes video_frames, and decodes predictions for the pixel optical-flow metric (needs OpenCV)."),
+                io.Int.Input("grid_count", default=10, min=1, max=200, tooltip="Number of probe times t, evenly spaced from t_min to t_max (1 = only t_max)."),
+                io.Float.Input("t_min", default=0.1, min=0.0, max=1.0, step=0.01, round=False, tooltip="Smallest probe time, in (0, 1] (fraction of the diffusion time T; 1 = pure noise)."),
+                io.Float.Input("t_max", default=1.0, min=0.0, max=1.0, step=0.01, round=False, tooltip="Largest probe time, in (0, 1], >= t_min. Leakage shows at large t."),
+                io.Int.Input("samples_per_t", default=4, min=1, max=256, tooltip="Noise draws per t; the plot shows their mean and min–max. More = smoother curve, proportionally slower."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the forward-process noise ε; the same seed gives the same table whatever max_batch is."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance of the one-step prediction. 1 = conditional model only, as in the paper's probe; set your sampler's cfg to probe what your graph runs."),
+                io.Float.Input("threshold", default=0.5, min=0.01, max=2.0, step=0.05, tooltip="Motion ratio a t must keep for M to reach it: M = largest grid t with mean ratio >= threshold there and at every smaller grid t."),
+                io.Int.Input("max_batch", default=8, min=1, max=1024, tooltip="Noisy videos per model call: all (t, sample) pairs go through in ceil(grid_count*samples_per_t/max_batch) calls. A call that runs out of GPU memory is split in halves automatically (same numbers)."),
+                io.String.Input("preview_t", default="auto", tooltip="Which one-step predictions the predictions output holds (sample 0): auto = largest t and the recommended M; all; none; or times such as 0.5, 0.9 (nearest grid t)."),
+                io.Combo.Input("pixel_metric", options=["auto", "off"], default="auto", tooltip="auto: also report the pixel optical-flow ratio (OpenCV Farneback) when a vae is connected and opencv is installed; decodes every prediction (slower). off: latent metric only."),
+                io.String.Input("filename_prefix", default="cil_probe/leakage_probe", tooltip="Where the table (JSON, CSV) and plot (PNG) are saved, relative to ComfyUI's output folder."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="plot", tooltip="Motion ratio vs t with the threshold and the recommended M."),
+                io.String.Output(display_name="table", tooltip="The probe's table as text (also saved as JSON + CSV)."),
+                io.Float.Output(display_name="recommended_M", tooltip="Recommended start M in (0, 1]: wire into the Late Start Sampler's M."),
+                io.Latent.Output(display_name="predictions", tooltip="One-step predictions at preview_t (raw VAE space) for VAE Decode; frames-as-batch models get the videos one after another."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, grid_count, t_min, t_max, samples_per_t, threshold, max_batch, preview_t):
+        try:
+            report_lib.grid(float(t_min), float(t_max), int(grid_count))
+            parse_preview_times(str(preview_t))
+        except CILValueError as exc:
+            return str(exc)
+        if not (math.isfinite(threshold) and threshold > 0):
+            return f"threshold={threshold!r} must be a motion ratio > 0 (e.g. 0.5)."
+        if samples_per_t < 1 or max_batch < 1:
+            return f"samples_per_t={samples_per_t} and max_batch={max_batch} must be >= 1."
+        return True
+
+    @classmethod
+    def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, threshold,
+                max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None, vae=None) -> io.NodeOutput:
+        import comfy.utils
+
+        settings = ProbeSettings(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, threshold, max_batch, pixel_metric)
+        preview = parse_preview_times(preview_t)
+        bar = comfy.utils.ProgressBar(1)
+        run = measure(model, positive, negative, settings, video_latent=video_latent, video_frames=video_frames, vae=vae,
+                      progress=lambda done, total: bar.update_absolute(done, total))
+        image = report_lib.render_report(run.report)
+        saved, json_path = save_outputs(run.report, image, filename_prefix)
+        text = report_lib.report_text(run.report) + f"\nsaved: {json_path} (+ .csv, .png)"
+        return io.NodeOutput(
+            report_lib.image_to_tensor(image), text, float(run.report["recommended_start"]),
+            preview_latent(run.result, run.report, preview, run.latent_format, run.layout),
+            ui={"images": [saved], "text": [text]},
+        )
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    t_grid: list[float]
+    samples_per_t: int = 4
+    seed: int = 0
+    cfg: float = 1.0
+    threshold: float = 0.5
+    max_batch: int = 8
+    pixel_metric: str = "auto"  # "auto" | "off"
+
+
+@dataclass
+class ProbeRun:
+    report: dict
+    result: ProbeResult
+    latent_format: object
+    layout: str
+
+
+def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=None, video_frames=None, vae=None,
+            progress=None) -> ProbeRun:
+    """The whole probe for the node and for ``cil probe``: checks, batched one-step predictions,
+    optional pixel metric, the report dict (no plot drawn, nothing saved)."""
+    latent, source = reference_latent(video_latent, video_frames, vae)
+    layout = latent_layout(latent)
+    check_reference(latent, layout, model, positive, negative)
+    family = detect_family(model)  # the same t -> sigma map as the Late Start nodes' M
+    per_call = videos_per_call(model, layout, settings.max_batch)
+    use_flow, flow_note = _pixel_metric_plan(settings.pixel_metric, vae)
+    pairs = len(settings.t_grid) * settings.samples_per_t
+    total = pairs * (2 if use_flow else 1)
+    tick = (lambda done, offset: progress(offset + done, total)) if progress else (lambda done, offset: None)
+    calls: list[int] = []
+    result = run_probe(model, positive, negative, settings.cfg, latent, layout, family, settings.t_grid,
+                       settings.samples_per_t, settings.seed, per_call, progress=lambda done, _: tick(done, 0), calls=calls)
+    latent_format = model.get_model_object("latent_format")
+    pixel = None
+    if use_flow:
+        reference = to_cfhw(latent_format.process_in(latent[:1] if layout == "BCTHW" else latent), layout).float()
+        pixel = pixel_motion(result, reference, vae, latent_format, layout, progress=lambda done, _: tick(done, pairs))
+    meta = {
+        "model": type(model.model).__name__, "family": family_label(family), "family_params": family.describe(),
+        "layout": layout, "latent_shape": list(latent.shape), "cfg": settings.cfg,
+        "reference": source + (f" (first of {latent.shape[0]} videos)" if layout == "BCTHW" and latent.shape[0] > 1 else ""),
+        "seed": settings.seed, "videos_per_model_call": per_call, "model_calls": len(calls), "largest_model_call": max(calls),
+        "pixel_metric": flow_note,
+    }
+    report = report_lib.build_report(result, settings.threshold, pixel_motion=pixel, meta=meta)
+    return ProbeRun(report, result, latent_format, layout)
+
+
+def _pixel_metric_plan(mode: str, vae) -> tuple[bool, str]:
+    if mode == "off":
+        return False, "off (pixel_metric=off)"
+    if vae is None:
+        return False, "off (no vae connected)"
+    if not report_lib.optical_flow_available():
+        return False, "off (OpenCV not installed: pip install opencv-python-headless)"
+    return True, "on"
+
+
+NODES = [LeakageProbe]
