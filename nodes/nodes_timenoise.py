@@ -102,6 +102,8 @@ class TimeNoiseWrapper:
         new = {"c_concat": c_concat.clone()}
         if kind == "svd" and kwargs.get("y") is not None:
             new["y"] = kwargs["y"].clone()
+        if kwargs.get("noise_level") is not None:  # models told β directly (the toy world)
+            new["noise_level"] = kwargs["noise_level"].clone()
         if self.clip_tokens and kind == "svd" and c_crossattn is not None:
             new["c_crossattn"] = c_crossattn.clone()
         if self.clip_tokens and kind == "wan" and kwargs.get("clip_fea") is not None:
@@ -141,6 +143,8 @@ class TimeNoiseWrapper:
             emb = base.encode_adm(augmentation_level=beta)  # [1, 3·256]: fps, motion bucket, augmentation
             width = emb.shape[1] // 3
             new["y"][rows, -width:] = emb[:, -width:].to(new["y"].device, new["y"].dtype)
+        if "noise_level" in new:
+            new["noise_level"][rows] = beta
         for key in ("c_crossattn", "clip_fea"):
             if key in new:
                 tokens = new[key][rows]

@@ -307,6 +307,23 @@ TimeNoise (bypassed) is for TimeNoise-fine-tuned Wan models.
 """
 
 
+TOY_NOTE = """## The paper on a CPU: toy I2V model, baseline vs. CIL
+
+Runs as is, no downloads: the pack's **toy image-to-video model** (trained by `cil toy-train` on
+procedural 32x32 sprite videos, 8 frames) in ComfyUI's own samplers, in seconds on a CPU.
+
+Left to right in the saved WebP: the start image, **KSampler from pure noise** (the baseline),
+and the **Late Start Sampler** starting at M = 0.7 from the Analytic-Init Gaussian with the toy
+world's stats (paper Sec. 4.1).
+
+* `example.png` is far from the toy's training videos: expect abstract results. For
+  in-distribution start frames use **Toy World Video** (category CIL/toy) instead of Load Image.
+* The toy has no unconditional mode: keep cfg at 1.
+* `edm_timenoise` is the same model fine-tuned with TimeNoise (paper Sec. 4.2); sample it the
+  same way (no TimeNoise node at inference).
+"""
+
+
 def svd_loader_block(wf: Workflow, x: float, y: float):
     ckpt = wf.add("ImageOnlyCheckpointLoader", (x, y), (330, 100), ckpt_name="svd.safetensors")
     image = wf.add("LoadImage", (x, y + 150), (330, 320), image="example.png")
@@ -423,7 +440,39 @@ def build_wan() -> Workflow:
     return wf
 
 
-BUILDERS = (build_svd_baseline_vs_cil, build_svd_stats_estimation, build_dynamicrafter, build_wan)
+def build_toy_cil_demo() -> Workflow:
+    wf = Workflow("toy_cil_demo")
+    wf.note((-380, 40), (350, 520), TOY_NOTE)
+    loader = wf.add("CIL_ToyModelLoader", (20, 60), (330, 130), model_name="edm_baseline")
+    image = wf.add("LoadImage", (20, 240), (330, 320), image="example.png")
+    small = wf.add("ImageScale", (380, 240), (300, 130), title="Start image at the toy size", links={"image": image.out(0)},
+                   upscale_method="area", width=32, height=32, crop="center")
+    cond = wf.add("CIL_ToyImageToVideo", (380, 420), (300, 260), controls={"noise_seed": "fixed"},
+                  links={"vae": loader.out(1), "start_image": small.out(0)},
+                  width=32, height=32, frames=8, batch_size=1, crop="center", noise_level=0.0, noise_seed=0)
+    base = wf.add("KSampler", (720, 60), (320, 270), title="Baseline: KSampler from pure noise", controls={"seed": "fixed"},
+                  links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2)},
+                  seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="karras", denoise=1.0)
+    cil = wf.add("CIL_LateStartSampler", (720, 380), (320, 380), title="CIL: late start + Analytic-Init", controls={"seed": "fixed"},
+                 links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2), "stats": loader.out(2)},
+                 seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.7, naive_mode="paper", fit="strict")
+    base_dec = wf.add("VAEDecode", (1080, 60), (210, 50), links={"samples": base.out(0), "vae": loader.out(1)})
+    cil_dec = wf.add("VAEDecode", (1080, 380), (210, 50), links={"samples": cil.out(0), "vae": loader.out(1)})
+    left = wf.add("ImageStitch", (1080, 150), (270, 150), title="start | baseline", links={"image1": small.out(0), "image2": base_dec.out(0)},
+                  direction="right", match_image_size=False, spacing_width=2, spacing_color="white")
+    both = wf.add("ImageStitch", (1080, 470), (270, 150), title="start | baseline | CIL", links={"image1": left.out(0), "image2": cil_dec.out(0)},
+                  direction="right", match_image_size=False, spacing_width=2, spacing_color="white")
+    big = wf.add("ImageScaleBy", (1080, 670), (270, 80), links={"image": both.out(0)}, upscale_method="nearest-exact", scale_by=4.0)
+    wf.add("SaveAnimatedWEBP", (1390, 60), (420, 420), links={"images": big.out(0)},
+           filename_prefix="toy_cil_demo", fps=4.0, lossless=True, quality=90, method="default")
+    wf.add("PreviewAny", (1390, 520), (420, 160), title="What the CIL sampler did", links={"source": cil.out(1)})
+    wf.add("PreviewAny", (20, 610), (330, 200), title="Toy model", links={"source": loader.out(3)})
+    wf.group("Toy I2V model and start image", 0, -10, 700, 840)
+    wf.group("Baseline vs. CIL", 700, -10, 1130, 840, color="#8A8")
+    return wf
+
+
+BUILDERS = (build_svd_baseline_vs_cil, build_svd_stats_estimation, build_dynamicrafter, build_wan, build_toy_cil_demo)
 
 
 def main() -> int:
