@@ -146,7 +146,7 @@ def test_toml_and_json_configs_agree_and_errors_name_the_key(tmp_path, make_conf
 
 
 def test_example_config_parses():
-    cfg = load_config(REPO / "examples" / "train_svd_lora.toml")
+    cfg = load_config(REPO / "train_configs" / "train_svd_lora.toml")
     assert cfg.mode == "lora" and cfg.optim.lr > 0 and cfg.timenoise_config("svd").beta_m == 15.0
     assert cfg.per_sample_scalar("svd") is True and cfg.per_sample_scalar("dynamicrafter") is False
 

@@ -1,0 +1,231 @@
+"""Procedural toy videos with ground truth: textured backgrounds, bouncing sprites, camera pan.
+
+Every video is a deterministic function of (seed, index): ``make_videos(seed, n)`` draws the
+parameters of n videos from one ``torch.Generator`` seeded with ``seed`` and renders them.
+
+    pixels  [N, 3, F, H, W] in [-1, 1] (CFHW per video)
+    tracks  ``SpriteTracks``: sprite centres [N, S, F, 2] (x, y in pixels, pixel centres at
+            i + 0.5), colours [N, S, 3] in [-1, 1], radii [N, S], shape (0 square, 1 disc),
+            ``present`` [N, S] (bool: 1–3 sprites per video, unused slots are False)
+
+Scene (the same distribution for training and held-out videos, different seeds):
+- background: a desaturated base colour + two oriented sinusoidal gratings + a linear gradient,
+  evaluated in world coordinates, so a camera pan (probability ``pan_prob``) shifts it smoothly,
+  times a screen-fixed "light from above" falloff (so E[x0] varies over the frame, as it does
+  for real footage);
+- 1–3 sprites (square or disc, anti-aliased edges) with distinct saturated colours from
+  ``SPRITE_PALETTE``; each is static with probability ``static_prob``, else moves at
+  ``speed_range`` px/frame in a random direction and bounces off the frame borders.
+Backgrounds stay desaturated so that colour matching finds the sprites (``metrics``).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import torch
+
+try:  # inside the ComfyUI pack, cil_core is a sibling package
+    from ..cil_core.validation import CILValueError
+except ImportError:  # installed top-level package
+    from cil_core.validation import CILValueError
+
+# Saturated sprite colours in [0, 1] RGB; backgrounds keep saturation ≤ ``bg_max_saturation``.
+SPRITE_PALETTE = torch.tensor(
+    [
+        [0.95, 0.10, 0.10],  # red
+        [0.10, 0.85, 0.15],  # green
+        [0.15, 0.25, 1.00],  # blue
+        [1.00, 0.90, 0.05],  # yellow
+        [0.95, 0.15, 0.95],  # magenta
+        [0.05, 0.90, 0.95],  # cyan
+    ],
+    dtype=torch.float32,
+)
+
+HELD_OUT_SEED = 20_241_210  # evaluation videos; training streams use other seeds (see ``training_batches``)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Size and scene statistics of the toy world (all lengths in pixels)."""
+
+    frames: int = 8
+    height: int = 32
+    width: int = 32
+    max_sprites: int = 3
+    radius_range: tuple[float, float] = (3.0, 5.0)
+    speed_range: tuple[float, float] = (0.5, 1.5)  # px/frame for moving sprites
+    static_prob: float = 0.25
+    pan_prob: float = 0.25
+    pan_speed_range: tuple[float, float] = (0.3, 1.0)  # px/frame camera pan
+    bg_max_saturation: float = 0.25
+    top_light: float = 0.8  # strength of the top-to-bottom brightness falloff (screen-fixed)
+
+    def __post_init__(self) -> None:
+        if self.frames < 2:
+            raise CILValueError(f"frames={self.frames}: a toy video needs at least 2 frames.")
+        if self.height % 2 or self.width % 2 or self.height < 8 or self.width < 8:
+            raise CILValueError(
+                f"frame size {self.height}x{self.width}: height and width must be even and >= 8 "
+                "(the toy codec packs 2x2 pixel blocks)."
+            )
+        if not 1 <= self.max_sprites <= len(SPRITE_PALETTE):
+            raise CILValueError(f"max_sprites={self.max_sprites}; expected 1..{len(SPRITE_PALETTE)}.")
+
+    def describe(self) -> dict[str, str]:
+        """``world.<field>`` → repr(value), for weights metadata."""
+        return {f"world.{f.name}": repr(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, str]) -> "WorldConfig":
+        """Inverse of ``describe`` (values are Python literals)."""
+        kwargs = {}
+        for f in fields(cls):
+            key = f"world.{f.name}"
+            if key not in meta:
+                raise CILValueError(f"metadata lacks {key!r}; the file was not written by 'cil toy-train'.")
+            kwargs[f.name] = ast.literal_eval(meta[key])
+        return cls(**kwargs)
+
+
+@dataclass
+class SpriteTracks:
+    """Ground truth of a batch of videos (see the module docstring for shapes)."""
+
+    centers: torch.Tensor  # [N, S, F, 2]
+    colors: torch.Tensor  # [N, S, 3] in [-1, 1]
+    radii: torch.Tensor  # [N, S]
+    shapes: torch.Tensor  # [N, S] long, 0 square / 1 disc
+    present: torch.Tensor  # [N, S] bool
+    pan: torch.Tensor  # [N, 2] camera pan, px/frame
+
+    def __getitem__(self, index) -> "SpriteTracks":
+        return SpriteTracks(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @staticmethod
+    def cat(parts: list["SpriteTracks"]) -> "SpriteTracks":
+        return SpriteTracks(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(SpriteTracks)))
+
+
+def _uniform(gen: torch.Generator, shape, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=gen)
+
+
+def _reflect(p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Fold free motion p into [lo, hi] as a ball bouncing off both walls (triangle wave)."""
+    span = (hi - lo).clamp(min=1e-6)
+    u = torch.remainder(p - lo, 2 * span)
+    return lo + span - (u - span).abs()
+
+
+def _background_colors(gen: torch.Generator, n: int, max_sat: float) -> torch.Tensor:
+    """[n, 3] desaturated colours in [0, 1]: grey level plus a small tint."""
+    grey = _uniform(gen, (n, 1), 0.15, 0.85)
+    tint = torch.randn(n, 3, generator=gen)
+    tint = tint - tint.mean(dim=1, keepdim=True)
+    tint = tint / tint.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)
+    sat = _uniform(gen, (n, 1), 0.0, max_sat)
+    return (grey + sat * tint * torch.minimum(grey, 1 - grey)).clamp(0, 1)
+
+
+def _render_backgrounds(gen: torch.Generator, cfg: WorldConfig, n: int, pan: torch.Tensor) -> torch.Tensor:
+    """[n, 3, F, H, W] in [0, 1]: base colour × (1 + gratings + gradient), shifted by the pan."""
+    base = _background_colors(gen, n, cfg.bg_max_saturation)
+    f = torch.arange(cfg.frames, dtype=torch.float32).view(1, cfg.frames, 1, 1)
+    ys = torch.arange(cfg.height, dtype=torch.float32).view(1, 1, cfg.height, 1) + 0.5
+    xs = torch.arange(cfg.width, dtype=torch.float32).view(1, 1, 1, cfg.width) + 0.5
+    # world coordinates seen by the camera at frame f (camera moves by +pan per frame)
+    wx = xs + pan[:, 0].view(n, 1, 1, 1) * f
+    wy = ys + pan[:, 1].view(n, 1, 1, 1) * f
+    texture = torch.zeros(n, cfg.frames, cfg.height, cfg.width)
+    for _ in range(2):
+        angle = _uniform(gen, (n,), 0, math.pi).view(n, 1, 1, 1)
+        period = _uniform(gen, (n,), 6.0, 20.0).view(n, 1, 1, 1)
+        phase = _uniform(gen, (n,), 0, 2 * math.pi).view(n, 1, 1, 1)
+        amp = _uniform(gen, (n,), 0.0, 0.25).view(n, 1, 1, 1)
+        proj = wx * torch.cos(angle) + wy * torch.sin(angle)
+        texture = texture + amp * torch.sin(2 * math.pi * proj / period + phase)
+    grad = _uniform(gen, (n, 2), -0.3, 0.3) / max(cfg.height, cfg.width)
+    texture = texture + grad[:, 0].view(n, 1, 1, 1) * (wx - cfg.width / 2) + grad[:, 1].view(n, 1, 1, 1) * (wy - cfg.height / 2)
+    # light from above, in screen coordinates (like sky over ground in real footage): E[x0] is
+    # not flat, as in real latents (the official DynamiCrafter stats have RMS(E[x0]) ≈ 0.3)
+    light = _uniform(gen, (n,), 0.0, cfg.top_light).view(n, 1, 1, 1)
+    texture = texture + light * (0.5 - ys / cfg.height)
+    return (base.view(n, 3, 1, 1, 1) * (1 + texture.unsqueeze(1))).clamp(0, 1)
+
+
+def _sprite_params(gen: torch.Generator, cfg: WorldConfig, n: int) -> SpriteTracks:
+    s = cfg.max_sprites
+    count = torch.randint(1, s + 1, (n,), generator=gen)
+    present = torch.arange(s).view(1, s) < count.view(n, 1)
+    colour_idx = torch.argsort(torch.rand(n, len(SPRITE_PALETTE), generator=gen), dim=1)[:, :s]
+    colors = SPRITE_PALETTE[colour_idx] * 2 - 1
+    radii = _uniform(gen, (n, s), *cfg.radius_range)
+    shapes = torch.randint(0, 2, (n, s), generator=gen)
+    lo = radii.unsqueeze(-1)
+    hi = torch.tensor([cfg.width, cfg.height], dtype=torch.float32) - lo
+    start = lo + (hi - lo) * torch.rand(n, s, 2, generator=gen)
+    speed = _uniform(gen, (n, s), *cfg.speed_range) * (torch.rand(n, s, generator=gen) >= cfg.static_prob)
+    angle = _uniform(gen, (n, s), 0, 2 * math.pi)
+    velocity = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * speed.unsqueeze(-1)
+    f = torch.arange(cfg.frames, dtype=torch.float32).view(1, 1, cfg.frames, 1)
+    centers = _reflect(start.unsqueeze(2) + velocity.unsqueeze(2) * f, lo.unsqueeze(2), hi.unsqueeze(2))
+    pan_on = torch.rand(n, generator=gen) < cfg.pan_prob
+    pan_angle = _uniform(gen, (n,), 0, 2 * math.pi)
+    pan_speed = _uniform(gen, (n,), *cfg.pan_speed_range) * pan_on
+    pan = torch.stack([torch.cos(pan_angle), torch.sin(pan_angle)], dim=-1) * pan_speed.unsqueeze(-1)
+    return SpriteTracks(centers=centers, colors=colors, radii=radii, shapes=shapes, present=present, pan=pan)
+
+
+def sprite_coverage(tracks: SpriteTracks, cfg: WorldConfig) -> torch.Tensor:
+    """[N, S, F, H, W] anti-aliased coverage in [0, 1] of each sprite (before occlusion)."""
+    ys = torch.arange(cfg.height, dtype=torch.float32).view(1, 1, 1, cfg.height, 1) + 0.5
+    xs = torch.arange(cfg.width, dtype=torch.float32).view(1, 1, 1, 1, cfg.width) + 0.5
+    dx = xs - tracks.centers[..., 0].unsqueeze(-1).unsqueeze(-1)
+    dy = ys - tracks.centers[..., 1].unsqueeze(-1).unsqueeze(-1)
+    disc = torch.sqrt(dx**2 + dy**2)
+    square = torch.maximum(dx.abs(), dy.abs())
+    dist = torch.where(tracks.shapes.view(*tracks.shapes.shape, 1, 1, 1) == 1, disc, square)
+    r = tracks.radii.view(*tracks.radii.shape, 1, 1, 1)
+    cover = (r + 0.5 - dist).clamp(0, 1)
+    return cover * tracks.present.view(*tracks.present.shape, 1, 1, 1)
+
+
+def make_videos(seed: int, n: int, cfg: WorldConfig | None = None) -> tuple[torch.Tensor, SpriteTracks]:
+    """n videos [n, 3, F, H, W] in [-1, 1] and their ground truth, deterministic in (seed, n, cfg)."""
+    cfg = cfg or WorldConfig()
+    if n < 1:
+        raise CILValueError(f"n={n}: ask for at least one video.")
+    gen = torch.Generator().manual_seed(int(seed))
+    tracks = _sprite_params(gen, cfg, n)
+    video = _render_backgrounds(gen, cfg, n, tracks.pan)
+    cover = sprite_coverage(tracks, cfg)
+    colors01 = (tracks.colors + 1) / 2
+    for s in range(cfg.max_sprites):  # later sprites occlude earlier ones
+        a = cover[:, s].unsqueeze(1)
+        video = video * (1 - a) + colors01[:, s].view(n, 3, 1, 1, 1) * a
+    return video * 2 - 1, tracks
+
+
+def held_out_set(n: int, cfg: WorldConfig | None = None, seed: int = HELD_OUT_SEED) -> tuple[torch.Tensor, SpriteTracks]:
+    """The fixed evaluation videos (never drawn by ``training_batches``)."""
+    return make_videos(seed, n, cfg)
+
+
+def training_batches(seed: int, batch_size: int, cfg: WorldConfig | None = None, start_step: int = 0) -> Iterator[torch.Tensor]:
+    """Infinite stream of [batch, 3, F, H, W] pixel videos; batch k uses seed (seed, k).
+
+    The per-batch seed is 1_000_003·seed + k + 1, kept away from ``HELD_OUT_SEED`` for the
+    seeds the tools use (0–999).
+    """
+    step = start_step
+    while True:
+        batch_seed = 1_000_003 * int(seed) + step + 1
+        if batch_seed == HELD_OUT_SEED:
+            batch_seed += 7_919
+        yield make_videos(batch_seed, batch_size, cfg)[0]
+        step += 1

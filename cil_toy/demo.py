@@ -1,0 +1,256 @@
+"""``cil demo``: the whole paper on the toy world, written to a report folder.
+
+Stages (``run_demo``):
+1. load the baseline and TimeNoise toy models and the Analytic-Init stats (shipped or retrained);
+2. Leakage Probe (``cil_core.probe.probe_leakage``) on both models over held-out videos: the
+   motion ratio (latent frame-difference energy of the one-step x̂0 over that of x0) per t;
+3. generation on held-out conditional images: baseline from T, naive late start and
+   Analytic-Init late start at every M, TimeNoise model from T and with Analytic-Init at the
+   probe's recommended M; the same initial ε for every method (paired comparisons);
+4. metrics with ground truth (``cil_toy.metrics``) and a Fréchet distance to the real videos;
+5. the report (``cil_toy.report``): report.md, metrics.json, probe.png, motion_fidelity.png,
+   samples.gif.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+try:  # inside the ComfyUI pack, cil_core is a sibling package
+    from ..cil_core.analytic_init import AnalyticStats
+    from ..cil_core.probe import probe_leakage, recommend_start
+    from ..cil_core.schedules import StartTime
+    from ..cil_core.stats_io import load_stats
+    from ..cil_core.validation import CILValueError, check_fraction
+except ImportError:  # installed top-level package
+    from cil_core.analytic_init import AnalyticStats
+    from cil_core.probe import probe_leakage, recommend_start
+    from cil_core.schedules import StartTime
+    from cil_core.stats_io import load_stats
+    from cil_core.validation import CILValueError, check_fraction
+
+from . import metrics as M
+from .data import SpriteTracks, held_out_set, make_videos
+from .sampling import generate
+from .weights_io import SHIPPED, STATS_FILE, WEIGHTS_DIR, ToyModel, load_toy_model
+
+DEFAULT_M = (0.9, 0.8, 0.7, 0.6, 0.5)
+DEFAULT_PROBE_T = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+REFERENCE_SEED = 777  # a second real set, for the Fréchet distance's sampling floor
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("cil-report")
+    samples: int = 64
+    steps: int = 20
+    seed: int = 0
+    m_values: tuple[float, ...] = DEFAULT_M
+    probe_t: tuple[float, ...] = DEFAULT_PROBE_T
+    probe_videos: int = 4
+    probe_samples: int = 4
+    probe_threshold: float = 0.5
+    family: str = "edm"  # which shipped pair: edm_* or vp_*
+    weights_dir: Path | None = None  # folder with retrained weights (same file names); None: shipped
+    baseline: str | None = None  # explicit path overrides
+    timenoise: str | None = None
+    gif_rows: int = 4
+    bootstrap: int = 200
+    batch: int = 32
+    se_factor: float = 2.0  # a difference counts when it exceeds se_factor × its standard error
+    materiality: float = 0.25  # Q2: share of the from-T → real speed gap a late start must close for "yes"
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.samples < 4:
+            raise CILValueError(f"samples={self.samples}: use at least 4 held-out videos (the Fréchet distance needs a covariance).")
+        if self.steps < 2:
+            raise CILValueError(f"steps={self.steps}: use at least 2 sampling steps.")
+        for m in self.m_values:
+            check_fraction("M", m)
+        if not self.m_values:
+            raise CILValueError("give at least one late-start M.")
+        if self.family not in ("edm", "vp"):
+            raise CILValueError(f"family={self.family!r}; expected 'edm' or 'vp'.")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+@dataclass
+class Method:
+    key: str
+    model: str  # "baseline" | "timenoise"
+    init: str  # "naive" | "analytic"
+    m: float
+    label: str
+
+
+@dataclass
+class DemoData:
+    pixels: torch.Tensor  # [N, 3, F, H, W]
+    tracks: SpriteTracks
+    cond_pixels: torch.Tensor  # [N, 3, H, W]
+    latents: torch.Tensor  # [N, C, F, h, w]
+    cond_latents: torch.Tensor  # [N, C, h, w]
+
+
+@dataclass
+class DemoResult:
+    config: DemoConfig
+    probe: dict
+    methods: list[Method]
+    per_video: dict[str, dict[str, torch.Tensor]]  # method key (and "real") → metric → [N]
+    features: dict[str, torch.Tensor]
+    videos: dict[str, torch.Tensor]  # method key → pixels of the first gif_rows videos
+    data: DemoData
+    fd: dict[str, tuple[float, float]]
+    real_floor: tuple[float, float]
+    sigma_of: dict[float, float]
+    timing: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+    stats_summary: dict[str, float] = field(default_factory=dict)  # tr Cov/d and RMS of E[x0]
+
+
+def _model_path(cfg: DemoConfig, role: str) -> str:
+    explicit = cfg.baseline if role == "baseline" else cfg.timenoise
+    if explicit:
+        return explicit
+    name = f"{cfg.family}_{role}"
+    if cfg.weights_dir is not None:
+        return str(Path(cfg.weights_dir) / SHIPPED[name])
+    if not (WEIGHTS_DIR / SHIPPED[name]).is_file():
+        raise CILValueError(
+            f"the toy model {name!r} is not shipped; train it with 'cil toy-train --vp --out DIR' "
+            "and run 'cil demo --family vp --weights-dir DIR'."
+        )
+    return name
+
+
+def load_demo_models(cfg: DemoConfig) -> tuple[ToyModel, ToyModel, AnalyticStats]:
+    base, tn = load_toy_model(_model_path(cfg, "baseline")), load_toy_model(_model_path(cfg, "timenoise"))
+    if base.world != tn.world or base.codec != tn.codec:
+        raise CILValueError("the baseline and TimeNoise models were trained on different toy worlds or codecs.")
+    stats_path = Path(cfg.weights_dir or WEIGHTS_DIR) / STATS_FILE
+    if not stats_path.is_file():
+        raise CILValueError(f"Analytic-Init stats {stats_path} are missing; 'cil toy-train' writes them.")
+    stats = load_stats(stats_path)
+    if stats.shape != base.latent_shape:
+        raise CILValueError(f"stats shape {stats.shape} does not match the models' latent shape {base.latent_shape}.")
+    return base, tn, stats
+
+
+def held_out_data(model: ToyModel, n: int) -> DemoData:
+    pixels, tracks = held_out_set(n, model.world)
+    latents = model.codec.encode(pixels)
+    return DemoData(pixels, tracks, pixels[:, :, 0], latents, latents[:, :, 0])
+
+
+def run_probe(cfg: DemoConfig, models: dict[str, ToyModel], data: DemoData, tick) -> dict:
+    """Mean motion ratio per t for each model, averaged over ``probe_videos`` held-out videos."""
+    out: dict = {"t": list(cfg.probe_t)}
+    for role, model in models.items():
+        ratios = []
+        gen = torch.Generator().manual_seed(cfg.seed * 7 + 3)
+        for i in range(min(cfg.probe_videos, data.latents.shape[0])):
+            denoise = model.denoiser.bind(data.cond_latents[i], noise_level=0.0)
+            res = probe_leakage(denoise, data.latents[i], model.family, list(cfg.probe_t), cfg.probe_samples, generator=gen, max_batch=cfg.batch)
+            ratios.append(res.mean_ratio)
+            out["sigma"] = res.sigma.tolist()
+            tick(len(cfg.probe_t) * cfg.probe_samples)
+        stacked = torch.stack(ratios)  # [videos, T]
+        out[f"{role}_mean_ratio"] = stacked.mean(0).tolist()
+        out[f"{role}_ratio_se"] = (stacked.std(0) / math.sqrt(stacked.shape[0])).tolist() if stacked.shape[0] > 1 else [math.nan] * stacked.shape[1]
+    m_rec, found = recommend_start(torch.tensor(cfg.probe_t), torch.tensor(out["baseline_mean_ratio"]), cfg.probe_threshold)
+    out.update(recommended_M=m_rec, recommended_found=found, threshold=cfg.probe_threshold)
+    return out
+
+
+def build_methods(cfg: DemoConfig, m_rec: float) -> list[Method]:
+    ms = sorted(set(cfg.m_values) | {m_rec}, reverse=True)
+    methods = [Method("baseline_T", "baseline", "naive", 1.0, "baseline, from T")]
+    for m in ms:
+        if m >= 1.0:
+            continue
+        methods.append(Method(f"baseline_naive_{m:g}", "baseline", "naive", m, f"naive late start M={m:g}"))
+        methods.append(Method(f"baseline_analytic_{m:g}", "baseline", "analytic", m, f"Analytic-Init M={m:g}"))
+    methods.append(Method("timenoise_T", "timenoise", "naive", 1.0, "TimeNoise, from T"))
+    if m_rec < 1.0:
+        methods.append(Method(f"timenoise_analytic_{m_rec:g}", "timenoise", "analytic", m_rec, f"TimeNoise + Analytic-Init M={m_rec:g}"))
+    return methods
+
+
+def generate_method(cfg: DemoConfig, method: Method, model: ToyModel, stats: AnalyticStats, data: DemoData, tick) -> torch.Tensor:
+    """Pixels [N, 3, F, H, W] for one method; the initial ε depends only on the seed and batch."""
+    outs = []
+    n = data.latents.shape[0]
+    for start in range(0, n, cfg.batch):
+        cond = data.cond_latents[start : start + cfg.batch]
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + start)
+        denoise = _batch_denoiser(model, cond)
+        z = generate(denoise, model.family, (cond.shape[0], *model.latent_shape), steps=cfg.steps,
+                     start=StartTime(fraction=method.m), init=method.init, stats=stats, generator=gen)
+        outs.append(model.codec.decode(z).clamp(-1, 1))
+        tick(cfg.steps)
+    return torch.cat(outs)
+
+
+def _batch_denoiser(model: ToyModel, cond: torch.Tensor):
+    den = model.denoiser
+    beta = torch.zeros(cond.shape[0])
+    return lambda x, s: den(x, s, {"image": cond, "noise_level": beta})
+
+
+def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
+    from tqdm.auto import tqdm
+
+    timing, t0 = {}, time.perf_counter()
+    base, tn, stats = load_demo_models(cfg)
+    data = held_out_data(base, cfg.samples)
+    models = {"baseline": base, "timenoise": tn}
+    timing["load_s"] = time.perf_counter() - t0
+
+    n_batches = math.ceil(cfg.samples / cfg.batch)
+    probe_units = 2 * min(cfg.probe_videos, cfg.samples) * len(cfg.probe_t) * cfg.probe_samples
+    est_methods = 3 + 2 * (len(cfg.m_values) + 1)
+    bar = tqdm(total=probe_units + est_methods * n_batches * cfg.steps, desc="cil demo", unit="eval", disable=not progress)
+    tick = bar.update
+
+    t1 = time.perf_counter()
+    bar.set_postfix_str("leakage probe")
+    probe = run_probe(cfg, models, data, tick)
+    timing["probe_s"] = time.perf_counter() - t1
+
+    methods = build_methods(cfg, probe["recommended_M"])
+    bar.total = probe_units + len(methods) * n_batches * cfg.steps
+    t2 = time.perf_counter()
+    per_video, videos = {}, {}
+    real = M.video_metrics(data.pixels, data.tracks, data.cond_pixels)
+    per_video["real"] = real
+    for method in methods:
+        bar.set_postfix_str(method.key)
+        pixels = generate_method(cfg, method, models[method.model], stats, data, tick)
+        per_video[method.key] = M.video_metrics(pixels, data.tracks, data.cond_pixels)
+        videos[method.key] = pixels[: cfg.gif_rows]
+    bar.close()
+    timing["generate_s"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    features = {k: M.feature_matrix(v) for k, v in per_video.items()}
+    gen = torch.Generator().manual_seed(cfg.seed + 11)
+    fd = {k: M.bootstrap_frechet(features["real"], f, cfg.bootstrap, gen) for k, f in features.items() if k != "real"}
+    ref_pixels, ref_tracks = make_videos(REFERENCE_SEED, cfg.samples, base.world)
+    ref_features = M.feature_matrix(M.video_metrics(ref_pixels, ref_tracks, ref_pixels[:, :, 0]))
+    real_floor = M.bootstrap_frechet(features["real"], ref_features, cfg.bootstrap, gen)
+    timing["metrics_s"] = time.perf_counter() - t3
+    sigma_of = {m.m: float(base.family.sigma_at(m.m)) for m in methods}
+    result = DemoResult(cfg, probe, methods, per_video, features, videos, data, fd, real_floor, sigma_of, timing,
+                        models={"baseline": base.name, "timenoise": tn.name},
+                        stats_summary={"tr_cov_d": stats.tr_cov_d, "rms_mean": float(stats.mean.double().pow(2).mean().sqrt())})
+    return result
