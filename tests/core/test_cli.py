@@ -12,7 +12,9 @@ from cil_core.analytic_init import estimate_stats
 from cil_core.stats_io import load_stats, save_stats
 from cil_tools import cli
 
-OFFICIAL = Path("/work/shared/data/official-analytic-init/dynamicrafter_320x512.safetensors")
+OFFICIAL = next(
+    (p for p in (Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")) if (p / "data").is_dir()), Path("/work/shared")
+) / "data" / "official-analytic-init" / "dynamicrafter_320x512.safetensors"
 
 
 def run_help(argv):

@@ -18,7 +18,10 @@ from cil_core.analytic_init import AnalyticStats, estimate_stats
 from cil_core.stats_io import FORMAT, FORMAT_VERSION, fit_stats_to_latent, load_stats, save_stats
 from cil_core.validation import CILValueError
 
-OFFICIAL_DIR = Path("/work/shared/data/official-analytic-init")
+OFFICIAL_DIR = next(
+    (d for d in (Path(__file__).resolve().parents[3] / "shared" / "data" / "official-analytic-init", Path("/work/shared/data/official-analytic-init")) if d.is_dir()),
+    Path("/work/shared/data/official-analytic-init"),
+)  # shared/ beside the checkout (CI), or the workspace copy
 OFFICIAL = {
     "dynamicrafter_320x512.safetensors": (4, 16, 40, 64),
     "dynamicrafter_576x1024.safetensors": (4, 16, 72, 128),
