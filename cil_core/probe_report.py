@@ -21,12 +21,12 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write_bytes
 from .probe import ProbeResult, recommend_start
 from .validation import CILValueError, check_rank
 
@@ -186,32 +186,17 @@ def report_csv(report: dict) -> str:
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_report(report: dict, stem: str | os.PathLike, image=None) -> dict[str, Path]:
     """Write ``stem``.json, ``stem``.csv and (given a PIL image) ``stem``.png, each atomically."""
     stem = Path(stem)
     paths = {
-        "json": _atomic_write(stem.with_name(stem.name + ".json"), json.dumps(report, indent=2).encode()),
-        "csv": _atomic_write(stem.with_name(stem.name + ".csv"), report_csv(report).encode()),
+        "json": atomic_write_bytes(stem.with_name(stem.name + ".json"), json.dumps(report, indent=2).encode()),
+        "csv": atomic_write_bytes(stem.with_name(stem.name + ".csv"), report_csv(report).encode()),
     }
     if image is not None:
         buf = io.BytesIO()
         image.save(buf, format="PNG")
-        paths["png"] = _atomic_write(stem.with_name(stem.name + ".png"), buf.getvalue())
+        paths["png"] = atomic_write_bytes(stem.with_name(stem.name + ".png"), buf.getvalue())
     return paths
 
 
