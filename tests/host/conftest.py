@@ -287,12 +287,16 @@ class CILTest_TinySVD:
     FUNCTION = "build"
     CATEGORY = "CIL/testing"
 
+    @staticmethod
+    def make_model(seed):
+        return tiny_svd(seed)
+
     def build(self, seed, frames, height, width):
         import torch
 
         positive, negative = svd_conditioning(frames, height, width, seed)
         latent = {"samples": torch.zeros(frames, 4, height, width)}
-        return (tiny_svd(seed), positive, negative, latent)
+        return (self.make_model(seed), positive, negative, latent)
 
 
 @pytest.fixture(scope="session")
@@ -371,23 +375,12 @@ def wan_conditioning(frames: int, height: int, width: int, seed: int = 0, *, bat
     return positive, negative, latent
 
 
-class CILTest_TinyVP:
+class CILTest_TinyVP(CILTest_TinySVD):
     """Test-only source node: tiny VP v-prediction (ZSNR) concat model + SVD-style conditioning."""
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return CILTest_TinySVD.INPUT_TYPES()
-
-    RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "LATENT")
-    RETURN_NAMES = ("model", "positive", "negative", "latent")
-    FUNCTION = "build"
-    CATEGORY = "CIL/testing"
-
-    def build(self, seed, frames, height, width):
-        import torch
-
-        positive, negative = svd_conditioning(frames, height, width, seed)
-        return (tiny_vp(seed), positive, negative, {"samples": torch.zeros(frames, 4, height, width)})
+    @staticmethod
+    def make_model(seed):
+        return tiny_vp(seed)
 
 
 class CILTest_TinyWan:
