@@ -22,6 +22,7 @@ skips with one line saying why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import sys
@@ -125,6 +126,18 @@ class Host:
     @property
     def node_classes(self) -> dict:
         return self.nodes.NODE_CLASS_MAPPINGS
+
+    @contextlib.contextmanager
+    def models_folder(self, name: str, folder: Path):
+        """Serve ``folder`` as ComfyUI's ``models/<name>`` for the duration of the block."""
+        fp = self.folder_paths
+        saved = fp.folder_names_and_paths.get(name)
+        fp.folder_names_and_paths[name] = ([str(folder)], {".safetensors"})
+        try:
+            yield folder
+        finally:
+            if saved is not None:
+                fp.folder_names_and_paths[name] = saved
 
     def register(self, cls, node_id: str | None = None) -> None:
         """Register a test-only source node (V1 or V3 class) in ComfyUI's node table."""
@@ -704,12 +717,8 @@ def stats_dir(host, tmp_path) -> Path:
     """A fresh folder registered as ComfyUI's ``cil_stats`` models folder for this test."""
     folder = tmp_path / "cil_stats"
     folder.mkdir()
-    fp = host.folder_paths
-    saved = fp.folder_names_and_paths.get("cil_stats")
-    fp.folder_names_and_paths["cil_stats"] = ([str(folder)], {".safetensors"})
-    yield folder
-    if saved is not None:
-        fp.folder_names_and_paths["cil_stats"] = saved
+    with host.models_folder("cil_stats", folder):
+        yield folder
 
 
 def make_stats(shape, *, tr_cov_d: float = 0.5, seed: int = 0, scale: float = 0.7, meta: dict | None = None):

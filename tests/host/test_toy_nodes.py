@@ -75,12 +75,8 @@ def toy_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def toy_host(tiny_host, toy_dir):
     """The host with the temporary folder as models/cil_toy."""
-    fp = tiny_host.folder_paths
-    saved = fp.folder_names_and_paths.get("cil_toy")
-    fp.folder_names_and_paths["cil_toy"] = ([str(toy_dir)], {".safetensors"})
-    yield tiny_host
-    if saved is not None:
-        fp.folder_names_and_paths["cil_toy"] = saved
+    with tiny_host.models_folder("cil_toy", toy_dir):
+        yield tiny_host
 
 
 def pack_module(host):
