@@ -110,24 +110,3 @@ def probe_leakage(
     motion = frame_difference_energy(preds, time_dim=2, batch_dims=1).reshape(t.numel(), samples_per_t)
     kept = preds.reshape(t.numel(), samples_per_t, *x0.shape) if keep_predictions else None
     return ProbeResult(t=t, sigma=sigma, motion_pred=motion, motion_ref=motion_ref, predictions=kept)
-
-
-def recommend_start(t: torch.Tensor, mean_ratio: torch.Tensor, threshold: float = 0.5) -> tuple[float, bool]:
-    """Largest grid t such that the motion ratio is ≥ ``threshold`` at every grid t' ≤ t.
-
-    Rationale: below that t the model still reads motion from the noisy input, so starting
-    there skips only the leaking regime. Returns (M, found); found is False when even the
-    smallest t is below the threshold (then M is the smallest grid t).
-    """
-    t, r = as_float64(t).reshape(-1), as_float64(mean_ratio).reshape(-1)
-    if t.numel() != r.numel() or t.numel() == 0:
-        raise CILValueError(f"need one ratio per grid time; got {t.numel()} times and {r.numel()} ratios.")
-    order = torch.argsort(t)
-    t, r = t[order], r[order]
-    below = (r < threshold).nonzero()
-    if below.numel() == 0:
-        return float(t[-1]), True
-    first = int(below[0])
-    if first == 0:
-        return float(t[0]), False
-    return float(t[first - 1]), True

@@ -27,20 +27,16 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_write_bytes
-from .probe import ProbeResult, recommend_start
+from .probe import ProbeResult
+from .start_rule import StartRule, recommend_start, recommendation_stability
 from .validation import CILValueError, check_rank
 
 REPORT_FORMAT = "cil-leakage-probe"
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 METRIC_NAMES = {
     "latent_energy": "latent frame-difference energy",
     "pixel_flow": "pixel optical-flow magnitude (OpenCV Farneback)",
 }
-RULE = (
-    "recommended M = the largest grid t such that the mean motion ratio is >= threshold at every "
-    "grid t' <= t (cil_core.probe.recommend_start); if even the smallest t fails, M = smallest t "
-    "and recommendation_found = false"
-)
 
 
 # --- pixel motion -----------------------------------------------------------------------------
@@ -102,7 +98,7 @@ def _metric_rows(key: str, motion_pred: torch.Tensor, motion_ref: float) -> list
 
 def build_report(
     result: ProbeResult,
-    threshold: float,
+    rule: StartRule | None = None,
     *,
     pixel_motion: tuple[torch.Tensor, float] | None = None,
     meta: dict | None = None,
@@ -110,9 +106,9 @@ def build_report(
     """The probe's table as a JSON-friendly dict, with the recommendation on the latent metric.
 
     ``pixel_motion``: optional (motion_pred [T, S], motion_ref) of the pixel_flow metric.
+    ``rule``: how M is chosen (``cil_core.start_rule``; default: the plateau rule).
     """
-    if not math.isfinite(threshold) or threshold <= 0:
-        raise CILValueError(f"threshold={threshold!r} must be a finite motion ratio > 0 (e.g. 0.5).")
+    rule = rule or StartRule()
     metrics = {"latent_energy": (result.motion_pred, result.motion_ref)}
     if pixel_motion is not None:
         if pixel_motion[1] <= 0:
@@ -124,15 +120,19 @@ def build_report(
             raise CILValueError(f"{key} motion has shape {tuple(pred.shape)}; expected {tuple(result.motion_pred.shape)}.")
         for row, extra in zip(rows, _metric_rows(key, pred, ref)):
             row.update(extra)
-    m, found = recommend_start(result.t, result.mean_ratio, threshold)
+    rec = recommend_start(result.t, result.mean_ratio, rule)
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
-        "recommended_start": m,
-        "recommendation_found": found,
-        "threshold": float(threshold),
+        "recommended_start": rec.m,
+        "recommendation_found": rec.found,
+        "recommendation": rec.to_json(),
+        "recommendation_stability": recommendation_stability(result.t, result.ratio, rule),
+        "start_rule": rule.rule,
+        "threshold": float(rule.threshold),
+        "plateau_tolerance": float(rule.plateau_tolerance),
         "recommendation_metric": "latent_energy",
-        "rule": RULE,
+        "rule": rule.describe(),
         "samples_per_t": int(result.motion_pred.shape[1]),
         "metrics": {k: {"name": METRIC_NAMES[k], "reference_motion": float(ref)} for k, (_, ref) in metrics.items()},
         "rows": rows,
@@ -159,10 +159,14 @@ def report_text(report: dict) -> str:
     for row in report["rows"]:
         cells = "".join(f" {row[f'{k}_ratio_mean']:>13.4f} ± {row[f'{k}_ratio_std']:<6.3f}" for k in keys)
         lines.append(f"{row['t']:>6.3f} {row['sigma']:>10.4g}{cells}")
-    verdict = "" if report["recommendation_found"] else " (no grid t passes the threshold: leakage everywhere on this grid)"
+    rec, stab = report["recommendation"], report["recommendation_stability"]
     lines.append(
-        f"recommended start M = {report['recommended_start']:.4f}{verdict} "
-        f"[metric {report['recommendation_metric']}, threshold {report['threshold']:g}]"
+        f"recommended start M = {report['recommended_start']:.4f} ({rec['message']}) "
+        f"[metric {report['recommendation_metric']}, {report['start_rule']} rule]"
+    )
+    lines.append(
+        f"stability: {stab['agreement']:.0%} of {stab['resamples']} bootstrap resamples of the samples give this M "
+        f"(range {stab['m_min']:.3f} to {stab['m_max']:.3f})"
     )
     lines.append("rule: " + report["rule"])
     return "\n".join(lines)
@@ -203,7 +207,13 @@ def save_report(report: dict, stem: str | os.PathLike, image=None) -> dict[str, 
 # --- the plot ----------------------------------------------------------------------------------------
 
 SERIES_STYLE = {"latent_energy": ((31, 119, 180), "o"), "pixel_flow": ((148, 52, 170), "s")}
-COLORS = {"threshold": (230, 120, 0), "unity": (150, 150, 150), "found": (30, 150, 60), "missing": (200, 30, 30)}
+COLORS = {"threshold": (230, 120, 0), "plateau": (120, 120, 220), "unity": (150, 150, 150), "found": (30, 150, 60), "missing": (200, 30, 30)}
+START_LABELS = {
+    "late_start": "recommended M = {m:.3f}",
+    "no_leakage": "no leakage: M = {m:.3f} (largest t)",
+    "leaks_everywhere": "leaks at every t: M = {m:.3f} (smallest t)",
+    "plateau_at_top": "plateau only at the top: M = {m:.3f}",
+}
 BLACK, GREY = (0, 0, 0), (70, 70, 70)
 MARKER_RADIUS = 5
 
@@ -302,12 +312,12 @@ def _draw_series(draw, geometry: dict, report: dict, key: str) -> dict:
 
 
 def _draw_start(draw, geometry: dict, report: dict, font) -> None:
-    m, found = report["recommended_start"], report["recommendation_found"]
-    color = COLORS["found"] if found else COLORS["missing"]
+    m, rec = report["recommended_start"], report["recommendation"]
+    color = COLORS["found"] if rec["found"] else COLORS["missing"]
     px, _ = to_pixel(geometry, m, 0.0)
     _, y0, _, y1 = geometry["box"]
     draw.line([(px, y0), (px, y1)], fill=color, width=2)
-    text = f"recommended M = {m:.3f}" if found else f"no t passes: M = {m:.3f} (smallest t)"
+    text = START_LABELS[rec["verdict"]].format(m=m)
     if m > 0.6:
         _text(draw, (px - 6, y0 + 6), text, font, color, anchor="ra")
     else:
@@ -318,7 +328,10 @@ def _draw_legend(draw, geometry: dict, series: list[dict], report: dict, font) -
     """One row per metric, then one row for the threshold and unity lines."""
     x0, y = geometry["box"][0], int(0.86 * geometry["height"])
     rows = [[(tuple(s["color"]), f"{s['label']} (mean; bar = min-max of {report['samples_per_t']} samples)")] for s in series]
-    rows.append([(COLORS["threshold"], f"threshold {report['threshold']:g}"), (COLORS["unity"], "ratio 1 (no leakage)")])
+    lines = [(COLORS["threshold"], f"leak threshold {report['threshold']:g}")]
+    if report["recommendation"]["plateau_level"] is not None:
+        lines.append((COLORS["plateau"], f"plateau level (tolerance {report['plateau_tolerance']:g})"))
+    rows.append(lines + [(COLORS["unity"], "ratio 1")])
     for row in rows:
         x = x0
         for color, label in row:
@@ -339,7 +352,7 @@ def _footer(report: dict) -> str:
 
 
 def draw_plot(report: dict, width: int = 800, height: int = 500):
-    """Motion ratio vs t with the threshold, the unity line and the recommended M marked.
+    """Motion ratio vs t with the threshold, the plateau level, the unity line and M marked.
 
     Returns (PIL RGB image, plot section); the section holds each series' t, plotted mean
     ratios and marker pixel centres, the axes box and ranges (``to_pixel`` maps data to pixels).
@@ -356,6 +369,9 @@ def draw_plot(report: dict, width: int = 800, height: int = 500):
     _draw_axes(draw, geometry, small)
     _dashed_hline(draw, geometry, 1.0, COLORS["unity"], dash=3)
     _dashed_hline(draw, geometry, report["threshold"], COLORS["threshold"])
+    level = report["recommendation"]["plateau_level"]
+    if level is not None:
+        _dashed_hline(draw, geometry, level, COLORS["plateau"], dash=5)
     _draw_start(draw, geometry, report, small)
     series = [_draw_series(draw, geometry, report, k) for k in metric_keys(report)]
     _text(draw, (width / 2, 0.015 * height), "Leakage Probe: motion(one-step x0 prediction) / motion(video)", big, anchor="ma")
@@ -367,7 +383,7 @@ def draw_plot(report: dict, width: int = 800, height: int = 500):
     footer = _footer(report)
     if footer:
         _text(draw, (width - 8, height - 6), footer, small, GREY, anchor="rm")
-    section = dict(geometry, series=series, recommended_start=report["recommended_start"], threshold=report["threshold"])
+    section = dict(geometry, series=series, recommended_start=report["recommended_start"], threshold=report["threshold"], plateau_level=level)
     return image, section
 
 

@@ -8,6 +8,7 @@ probe.png, motion_fidelity.png and samples.gif.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 HELP = "run the whole paper on the toy I2V world and write a report folder"
@@ -24,7 +25,10 @@ def register(subparsers, name: str) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="Euler sampling steps per video")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the initial noise and the probe's noise")
     p.add_argument("--m", type=float, nargs="+", default=list(d.m_values), metavar="M",
-                   help="late-start times as fractions of T (the probe's recommended M is added)")
+                   help="late-start times as fractions of T (every start rule's M is added)")
+    p.add_argument("--rule", choices=("plateau", "threshold"), default=d.probe_rule, help="the start rule whose M the report recommends (both are checked)")
+    p.add_argument("--threshold", type=float, default=d.probe_threshold, help="leak threshold of the start rules")
+    p.add_argument("--plateau-tolerance", type=float, default=d.plateau_tolerance, help="plateau rule's tolerance (share of the collapse)")
     p.add_argument("--probe-videos", type=int, default=d.probe_videos, help="held-out videos the Leakage Probe averages over")
     p.add_argument("--probe-samples", type=int, default=d.probe_samples, help="noise draws per probe time")
     p.add_argument("--family", choices=("edm", "vp"), default=d.family, help="which shipped pair: EDM (SVD-like) or VP (DynamiCrafter-like)")
@@ -46,11 +50,15 @@ def run(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     cfg = DemoConfig(out=args.out, samples=args.samples, steps=args.steps, seed=args.seed, m_values=tuple(args.m),
                      probe_videos=args.probe_videos, probe_samples=args.probe_samples, family=args.family,
-                     weights_dir=args.weights_dir, baseline=args.baseline, timenoise=args.timenoise, bootstrap=args.bootstrap)
+                     weights_dir=args.weights_dir, baseline=args.baseline, timenoise=args.timenoise, bootstrap=args.bootstrap,
+                     probe_rule=args.rule, probe_threshold=args.threshold, plateau_tolerance=args.plateau_tolerance)
     result = run_demo(cfg, progress=not args.quiet)
     paths = write_report(result)
     print(f"report written to {paths['report.md']}")
+    doc = json.loads(paths["metrics.json"].read_text())
     for key in ("leak", "late_start", "analytic_init", "timenoise"):
-        answer = __import__("json").loads(paths["metrics.json"].read_text())["answers"][key]
-        print(f"  {key:>14}: {answer['verdict']}")
+        print(f"  {key:>14}: {doc['answers'][key]['verdict']}")
+    for role, check in doc["start_check"].items():
+        picks = ", ".join(f"{name} M={v['M']:g} ({'in' if v['in_band'] else 'outside'} band)" for name, v in check["rules"].items())
+        print(f"  {role:>14}: best M={check['best_M']:g}, band {check['band']}; {picks}")
     return 0

@@ -40,7 +40,10 @@ def register(subparsers, name: str) -> None:
     g.add_argument("--samples", type=int, default=4, help="noise draws per t (default 4)")
     g.add_argument("--seed", type=int, default=0, help="seed of the forward-process noise (default 0)")
     g.add_argument("--cfg", type=float, default=1.0, help="CFG of the one-step prediction; 1 = conditional model, as in the paper (default 1)")
-    g.add_argument("--threshold", type=float, default=0.5, help="motion-ratio threshold of the M rule (default 0.5)")
+    g.add_argument("--rule", choices=("plateau", "threshold"), default="plateau", help="how M is read off the curve: plateau (lower edge of the "
+                   "large-t plateau; default) or threshold (largest t whose ratio stays >= threshold)")
+    g.add_argument("--threshold", type=float, default=0.5, help="leak threshold: a mean motion ratio below it counts as leaking (default 0.5)")
+    g.add_argument("--plateau-tolerance", type=float, default=0.1, help="plateau rule: share of the collapse still ahead on the plateau (default 0.1)")
     g.add_argument("--max-batch", type=int, default=8, help="noisy videos per model call (default 8)")
     g.add_argument("--pixel-metric", choices=("auto", "off"), default="auto", help="auto: add the OpenCV optical-flow ratio when OpenCV is installed")
     g.add_argument("--out", default="cil_probe", help="output folder (default ./cil_probe)")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from cil_core import probe_report as report_lib
 
     t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
+    start_rule(args)  # refuse a bad rule before any model work
     for name in ("samples", "max_batch", "videos"):
         if getattr(args, name) < 1:
             raise _error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1.")
@@ -73,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     print(report_lib.report_text(report))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def start_rule(args: argparse.Namespace):
+    from cil_core.start_rule import StartRule
+
+    return StartRule(args.rule, args.threshold, args.plateau_tolerance)
 
 
 def _error(message: str):
@@ -153,7 +163,7 @@ def probe_toy(args, t_grid: list[float]) -> dict:
         "pooling": "ratios of every (video, sample); each video's motion divided by its own reference motion",
         "seed": args.seed, "cfg": 1.0, "pixel_metric": "on" if use_flow else "off",
     }
-    return report_lib.build_report(pooled, args.threshold, pixel_motion=pixel, meta=meta)
+    return report_lib.build_report(pooled, start_rule(args), pixel_motion=pixel, meta=meta)
 
 
 # --- a real checkpoint through ComfyUI ------------------------------------------------------------------
@@ -254,7 +264,8 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
     from cil_core.probe_report import optical_flow_available
 
     engine = pack_module("nodes.probe_nodes")
-    settings = engine.ProbeSettings(t_grid, args.samples, args.seed, args.cfg, args.threshold, args.max_batch, args.pixel_metric)
+    rule = engine.StartRule(args.rule, args.threshold, args.plateau_tolerance)  # the pack's own class
+    settings = engine.ProbeSettings(t_grid, args.samples, args.seed, args.cfg, rule, args.max_batch, args.pixel_metric)
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
     bar, tick = _progress(len(t_grid) * args.samples * (2 if flow else 1), "probing")
     with torch.inference_mode():

@@ -3,11 +3,14 @@
 Stages (``run_demo``):
 1. load the baseline and TimeNoise toy models and the Analytic-Init stats (shipped or retrained);
 2. Leakage Probe (``cil_core.probe.probe_leakage``) on both models over held-out videos: the
-   motion ratio (latent frame-difference energy of the one-step x̂0 over that of x0) per t;
+   motion ratio (latent frame-difference energy of the one-step x̂0 over that of x0) per t, and
+   the M each start rule (``cil_core.start_rule``) reads off each model's curve;
 3. generation on held-out conditional images: baseline from T, naive late start and
-   Analytic-Init late start at every M, TimeNoise model from T and with Analytic-Init at the
-   probe's recommended M; the same initial ε for every method (paired comparisons);
-4. metrics with ground truth (``cil_toy.metrics``) and a Fréchet distance to the real videos;
+   Analytic-Init late start at every M, TimeNoise model from T and with Analytic-Init at every
+   M; the rules' picks are added to the M sweep; the same initial ε for every method (paired);
+4. metrics with ground truth (``cil_toy.metrics``), a Fréchet distance to the real videos, and
+   the start-rule check (``validate_start``): the M with the lowest FD per model, the band of M
+   within ``se_factor`` paired-bootstrap SEs of it, and whether each rule's M lies in the band;
 5. the report (``cil_toy.report``): report.md, metrics.json, probe.png, motion_fidelity.png,
    samples.gif.
 """
@@ -23,14 +26,16 @@ import torch
 
 try:  # inside the ComfyUI pack, cil_core is a sibling package
     from ..cil_core.analytic_init import AnalyticStats
-    from ..cil_core.probe import probe_leakage, recommend_start
+    from ..cil_core.probe import probe_leakage
     from ..cil_core.schedules import StartTime
+    from ..cil_core.start_rule import START_RULES, StartRule, recommend_start
     from ..cil_core.stats_io import load_stats
     from ..cil_core.validation import CILValueError, check_fraction
 except ImportError:  # installed top-level package
     from cil_core.analytic_init import AnalyticStats
-    from cil_core.probe import probe_leakage, recommend_start
+    from cil_core.probe import probe_leakage
     from cil_core.schedules import StartTime
+    from cil_core.start_rule import START_RULES, StartRule, recommend_start
     from cil_core.stats_io import load_stats
     from cil_core.validation import CILValueError, check_fraction
 
@@ -39,7 +44,7 @@ from .data import SpriteTracks, held_out_set, make_videos
 from .sampling import generate
 from .weights_io import SHIPPED, STATS_FILE, WEIGHTS_DIR, ToyModel, load_toy_model
 
-DEFAULT_M = (0.9, 0.8, 0.7, 0.6, 0.5)
+DEFAULT_M = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 DEFAULT_PROBE_T = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 REFERENCE_SEED = 777  # a second real set, for the Fréchet distance's sampling floor
 
@@ -54,7 +59,9 @@ class DemoConfig:
     probe_t: tuple[float, ...] = DEFAULT_PROBE_T
     probe_videos: int = 4
     probe_samples: int = 4
+    probe_rule: str = "plateau"  # the rule whose M the report recommends; every rule is checked
     probe_threshold: float = 0.5
+    plateau_tolerance: float = 0.1
     family: str = "edm"  # which shipped pair: edm_* or vp_*
     weights_dir: Path | None = None  # folder with retrained weights (same file names); None: shipped
     baseline: str | None = None  # explicit path overrides
@@ -75,8 +82,12 @@ class DemoConfig:
             check_fraction("M", m)
         if not self.m_values:
             raise CILValueError("give at least one late-start M.")
+        self.start_rule(self.probe_rule)  # refuse a bad rule now, not after the probe
         if self.family not in ("edm", "vp"):
             raise CILValueError(f"family={self.family!r}; expected 'edm' or 'vp'.")
+
+    def start_rule(self, name: str) -> StartRule:
+        return StartRule(name, self.probe_threshold, self.plateau_tolerance)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -113,6 +124,7 @@ class DemoResult:
     fd: dict[str, tuple[float, float]]
     real_floor: tuple[float, float]
     sigma_of: dict[float, float]
+    start_check: dict  # validate_start's result
     timing: dict[str, float] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     stats_summary: dict[str, float] = field(default_factory=dict)  # tr Cov/d and RMS of E[x0]
@@ -167,23 +179,67 @@ def run_probe(cfg: DemoConfig, models: dict[str, ToyModel], data: DemoData, tick
         stacked = torch.stack(ratios)  # [videos, T]
         out[f"{role}_mean_ratio"] = stacked.mean(0).tolist()
         out[f"{role}_ratio_se"] = (stacked.std(0) / math.sqrt(stacked.shape[0])).tolist() if stacked.shape[0] > 1 else [math.nan] * stacked.shape[1]
-    m_rec, found = recommend_start(torch.tensor(cfg.probe_t), torch.tensor(out["baseline_mean_ratio"]), cfg.probe_threshold)
-    out.update(recommended_M=m_rec, recommended_found=found, threshold=cfg.probe_threshold)
+    t = torch.tensor(cfg.probe_t, dtype=torch.float64)
+    picks = {name: {role: recommend_start(t, torch.tensor(out[f"{role}_mean_ratio"], dtype=torch.float64), cfg.start_rule(name)).to_json() for role in models}
+             for name in START_RULES}
+    chosen = picks[cfg.probe_rule]["baseline"]
+    out.update(recommended_M=chosen["m"], recommended_found=chosen["found"], recommendation=chosen, rule=cfg.probe_rule,
+               rule_text=cfg.start_rule(cfg.probe_rule).describe(), threshold=cfg.probe_threshold,
+               plateau_tolerance=cfg.plateau_tolerance, rule_picks=picks)
     return out
 
 
-def build_methods(cfg: DemoConfig, m_rec: float) -> list[Method]:
-    ms = sorted(set(cfg.m_values) | {m_rec}, reverse=True)
+def build_methods(cfg: DemoConfig, picks: dict[str, dict[str, dict]]) -> list[Method]:
+    """Baseline from T, naive and Analytic-Init at every M; TimeNoise from T and Analytic-Init at
+    every M. The sweep is ``m_values`` plus every rule's pick for either model."""
+    ms = sorted({m for m in cfg.m_values if m < 1.0} | {p["m"] for rule in picks.values() for p in rule.values() if p["m"] < 1.0}, reverse=True)
     methods = [Method("baseline_T", "baseline", "naive", 1.0, "baseline, from T")]
     for m in ms:
-        if m >= 1.0:
-            continue
         methods.append(Method(f"baseline_naive_{m:g}", "baseline", "naive", m, f"naive late start M={m:g}"))
         methods.append(Method(f"baseline_analytic_{m:g}", "baseline", "analytic", m, f"Analytic-Init M={m:g}"))
     methods.append(Method("timenoise_T", "timenoise", "naive", 1.0, "TimeNoise, from T"))
-    if m_rec < 1.0:
-        methods.append(Method(f"timenoise_analytic_{m_rec:g}", "timenoise", "analytic", m_rec, f"TimeNoise + Analytic-Init M={m_rec:g}"))
+    methods += [Method(f"timenoise_analytic_{m:g}", "timenoise", "analytic", m, f"TimeNoise + Analytic-Init M={m:g}") for m in ms]
     return methods
+
+
+def start_candidates(methods: list[Method], role: str) -> dict[float, str]:
+    """M → method key of one model's full-fix candidates: from T (M = 1) and Analytic-Init at each M."""
+    return {m.m: m.key for m in methods if m.model == role and (m.m >= 1.0 or m.init == "analytic")}
+
+
+def validate_start(cfg: DemoConfig, res_features: dict[str, torch.Tensor], methods: list[Method], probe: dict,
+                   generator: torch.Generator) -> dict:
+    """Per model: the M whose videos have the lowest FD to the real ones (M = 1: from T), each
+    M's paired-bootstrap FD excess over it, the band of M within ``se_factor`` SEs, and whether
+    each start rule's M (from that model's probe curve) lies in the band. Paired: one resample of
+    video indices serves every method and the real set (each video shares its first frame)."""
+    real = res_features["real"]
+    n = real.shape[0]
+    out = {}
+    for role in ("baseline", "timenoise"):
+        cands = start_candidates(methods, role)
+        fd = {m: M.frechet_distance(real, res_features[k]) for m, k in cands.items()}
+        best = min(fd, key=fd.get)
+        boot = {m: [] for m in cands}
+        for _ in range(cfg.bootstrap):
+            idx = torch.randint(0, n, (n,), generator=generator)
+            ref = M.frechet_distance(real[idx], res_features[cands[best]][idx])
+            for m, k in cands.items():
+                boot[m].append(M.frechet_distance(real[idx], res_features[k][idx]) - ref)
+        rows = []
+        for m in sorted(cands, reverse=True):
+            se = float(torch.tensor(boot[m]).std()) if cfg.bootstrap > 1 else math.nan
+            excess = fd[m] - fd[best]
+            rows.append({"M": m, "fd": fd[m], "excess": excess, "excess_se": se, "in_band": m == best or excess <= cfg.se_factor * se})
+        band = [r["M"] for r in rows if r["in_band"]]
+        rules = {}
+        for name, pick in probe["rule_picks"].items():
+            m = pick[role]["m"]
+            row = next((r for r in rows if abs(r["M"] - min(m, 1.0)) < 1e-9), None)
+            rules[name] = {"M": m, "verdict": pick[role]["verdict"], "in_band": None if row is None else row["in_band"],
+                           "excess": None if row is None else row["excess"], "excess_se": None if row is None else row["excess_se"]}
+        out[role] = {"best_M": best, "band": band, "rows": rows, "rules": rules}
+    return out
 
 
 def generate_method(cfg: DemoConfig, method: Method, model: ToyModel, stats: AnalyticStats, data: DemoData, tick) -> torch.Tensor:
@@ -227,7 +283,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     probe = run_probe(cfg, models, data, tick)
     timing["probe_s"] = time.perf_counter() - t1
 
-    methods = build_methods(cfg, probe["recommended_M"])
+    methods = build_methods(cfg, probe["rule_picks"])
     bar.total = probe_units + len(methods) * n_batches * cfg.steps
     t2 = time.perf_counter()
     per_video, videos = {}, {}
@@ -248,9 +304,10 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     ref_pixels, ref_tracks = make_videos(REFERENCE_SEED, cfg.samples, base.world)
     ref_features = M.feature_matrix(M.video_metrics(ref_pixels, ref_tracks, ref_pixels[:, :, 0]))
     real_floor = M.bootstrap_frechet(features["real"], ref_features, cfg.bootstrap, gen)
+    start_check = validate_start(cfg, features, methods, probe, gen)
     timing["metrics_s"] = time.perf_counter() - t3
     sigma_of = {m.m: float(base.family.sigma_at(m.m)) for m in methods}
-    result = DemoResult(cfg, probe, methods, per_video, features, videos, data, fd, real_floor, sigma_of, timing,
+    result = DemoResult(cfg, probe, methods, per_video, features, videos, data, fd, real_floor, sigma_of, start_check, timing,
                         models={"baseline": base.name, "timenoise": tn.name},
                         stats_summary={"tr_cov_d": stats.tr_cov_d, "rms_mean": float(stats.mean.double().pow(2).mean().sqrt())})
     return result

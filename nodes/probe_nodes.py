@@ -16,7 +16,6 @@ reads the batch as frames (e.g. VideoLinearCFGGuidance) is run one video per cal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import comfy.samplers
@@ -27,6 +26,7 @@ from ..cil_core import probe_report as report_lib
 from ..cil_core.families import DiffusionFamily
 from ..cil_core.layouts import from_cfhw, to_cfhw
 from ..cil_core.probe import ProbeResult, probe_leakage
+from ..cil_core.start_rule import START_RULES, StartRule
 from ..cil_core.validation import CILValueError
 from .comfy_bridge import detect_family, family_label, latent_layout
 
@@ -39,12 +39,14 @@ video in one step (through ComfyUI's guider, with your conditioning and CFG). Th
 motion(prediction) / motion(reference) against t; a leaking model's ratio collapses toward 0 at
 large t (the prediction is a still copy of the conditional image).
 
-Recommended start M = the largest grid t whose mean motion ratio is >= threshold at that t and at
-every smaller grid t. Why: up to M the model still reads motion from the noisy video, so a late
-start at M (Late Start Sampler, with Analytic-Init for the prior) skips exactly the leaking
-high-noise regime (paper Sec. 4.1) while keeping as much of the schedule as possible. Ratio on
-the latent frame-difference energy; with a VAE and OpenCV installed the pixel optical-flow ratio
-is reported too. Table saved as JSON + CSV (+ the plot PNG) in the output folder."""
+Recommended start M (plateau rule, the default): if the ratio at the largest t is below the leak
+threshold, M is the lower edge of the plateau where the curve has settled at its large-t value
+(ratio <= r_top + tolerance x (r_bottom - r_top)). Steps on the plateau add no motion and pull the
+sample toward a still copy; a late start there (Late Start Sampler, Analytic-Init prior; paper
+Sec. 4.1) skips the whole copying regime and no more. Skipping steps still costs some fidelity on
+some models (on the toy world every late start does): compare with sampling from T. The threshold
+rule (M = largest t whose ratio stays >= threshold) is kept for comparison; it starts far too low. Ratio on the latent frame-difference energy; with a VAE and OpenCV installed
+the pixel optical-flow ratio is reported too. Table saved as JSON + CSV (+ the plot PNG) in the output folder."""
 
 
 # --- reference video -------------------------------------------------------------------------------
@@ -278,14 +280,16 @@ class LeakageProbe(io.ComfyNode):
                 io.Int.Input("samples_per_t", default=4, min=1, max=256, tooltip="Noise draws per t; the plot shows their mean and min–max. More = smoother curve, proportionally slower."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the forward-process noise ε; the same seed gives the same table whatever max_batch is."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance of the one-step prediction. 1 = conditional model only, as in the paper's probe; set your sampler's cfg to probe what your graph runs."),
-                io.Float.Input("threshold", default=0.5, min=0.01, max=2.0, step=0.05, tooltip="Motion ratio a t must keep for M to reach it: M = largest grid t with mean ratio >= threshold there and at every smaller grid t."),
+                io.Combo.Input("start_rule", options=list(START_RULES), default="plateau", tooltip="How M is read off the curve. plateau: the lower edge of the large-t plateau where the model copies the image (skips only the copying steps). threshold: the largest t whose ratio stays >= threshold (starts lower; kept for comparison)."),
+                io.Float.Input("threshold", default=0.5, min=0.01, max=2.0, step=0.05, tooltip="Leak threshold: a mean motion ratio below this counts as leaking. plateau rule: no late start unless the ratio at the largest t is below it. threshold rule: M = largest grid t with ratio >= threshold there and at every smaller grid t."),
+                io.Float.Input("plateau_tolerance", default=0.1, min=0.0, max=0.99, step=0.01, round=False, tooltip="plateau rule only: a t is on the plateau when its ratio is within this share of the collapse (r_bottom - r_top) above the ratio at the largest t. 0.1 = the 10-90% convention: 90% of the collapse has happened. Larger = earlier M."),
                 io.Int.Input("max_batch", default=8, min=1, max=1024, tooltip="Noisy videos per model call: all (t, sample) pairs go through in ceil(grid_count*samples_per_t/max_batch) calls. A call that runs out of GPU memory is split in halves automatically (same numbers)."),
                 io.String.Input("preview_t", default="auto", tooltip="Which one-step predictions the predictions output holds (sample 0): auto = largest t and the recommended M; all; none; or times such as 0.5, 0.9 (nearest grid t)."),
                 io.Combo.Input("pixel_metric", options=["auto", "off"], default="auto", tooltip="auto: also report the pixel optical-flow ratio (OpenCV Farneback) when a vae is connected and opencv is installed; decodes every prediction (slower). off: latent metric only."),
                 io.String.Input("filename_prefix", default="cil_probe/leakage_probe", tooltip="Where the table (JSON, CSV) and plot (PNG) are saved, relative to ComfyUI's output folder."),
             ],
             outputs=[
-                io.Image.Output(display_name="plot", tooltip="Motion ratio vs t with the threshold and the recommended M."),
+                io.Image.Output(display_name="plot", tooltip="Motion ratio vs t with the leak threshold, the plateau level and the recommended M."),
                 io.String.Output(display_name="table", tooltip="The probe's table as text (also saved as JSON + CSV)."),
                 io.Float.Output(display_name="recommended_M", tooltip="Recommended start M in (0, 1]: wire into the Late Start Sampler's M."),
                 io.Latent.Output(display_name="predictions", tooltip="One-step predictions at preview_t (raw VAE space) for VAE Decode; frames-as-batch models get the videos one after another."),
@@ -293,24 +297,25 @@ class LeakageProbe(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, grid_count, t_min, t_max, samples_per_t, threshold, max_batch, preview_t):
+    def validate_inputs(cls, grid_count, t_min, t_max, samples_per_t, start_rule, threshold, plateau_tolerance, max_batch, preview_t):
         try:
             report_lib.grid(float(t_min), float(t_max), int(grid_count))
             parse_preview_times(str(preview_t))
+            StartRule(str(start_rule), float(threshold), float(plateau_tolerance))
         except CILValueError as exc:
             return str(exc)
-        if not (math.isfinite(threshold) and threshold > 0):
-            return f"threshold={threshold!r} must be a motion ratio > 0 (e.g. 0.5)."
         if samples_per_t < 1 or max_batch < 1:
             return f"samples_per_t={samples_per_t} and max_batch={max_batch} must be >= 1."
         return True
 
     @classmethod
-    def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, threshold,
-                max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None, vae=None) -> io.NodeOutput:
+    def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
+                plateau_tolerance, max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None,
+                vae=None) -> io.NodeOutput:
         import comfy.utils
 
-        settings = ProbeSettings(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, threshold, max_batch, pixel_metric)
+        rule = StartRule(start_rule, threshold, plateau_tolerance)
+        settings = ProbeSettings(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, rule, max_batch, pixel_metric)
         preview = parse_preview_times(preview_t)
         bar = comfy.utils.ProgressBar(1)
         run = measure(model, positive, negative, settings, video_latent=video_latent, video_frames=video_frames, vae=vae,
@@ -331,7 +336,7 @@ class ProbeSettings:
     samples_per_t: int = 4
     seed: int = 0
     cfg: float = 1.0
-    threshold: float = 0.5
+    rule: StartRule = StartRule()
     max_batch: int = 8
     pixel_metric: str = "auto"  # "auto" | "off"
 
@@ -372,7 +377,7 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
         "seed": settings.seed, "videos_per_model_call": per_call, "model_calls": len(calls), "largest_model_call": max(calls),
         "pixel_metric": flow_note,
     }
-    report = report_lib.build_report(result, settings.threshold, pixel_motion=pixel, meta=meta)
+    report = report_lib.build_report(result, settings.rule, pixel_motion=pixel, meta=meta)
     return ProbeRun(report, result, latent_format, layout)
 
 

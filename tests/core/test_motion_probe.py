@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from cil_core.families import RectifiedFlow, dynamicrafter_family, svd_family, wan_family
 from cil_core.motion import first_frame_psnr, frame_difference_energy, motion_ratio
-from cil_core.probe import one_step_predictions, probe_leakage, recommend_start
+from cil_core.probe import one_step_predictions, probe_leakage
 from cil_core.validation import CILValueError
 
 Z = 5.0
@@ -218,27 +218,3 @@ def test_probe_bad_inputs_raise():
         probe_leakage(lambda x, s: x, torch.randn(1, 2, 4, 3, 3), fam, [0.5])
     with pytest.raises(CILValueError, match="max_batch"):
         probe_leakage(lambda x, s: x, moving_video(), fam, [0.5], max_batch=0)
-
-
-@pytest.mark.parametrize(
-    "t, r, threshold, expected",
-    [
-        ([0.2, 0.4, 0.6, 0.8, 1.0], [1.0, 0.9, 0.6, 0.3, 0.1], 0.5, (0.6, True)),
-        ([0.2, 0.4, 0.6, 0.8, 1.0], [1.0, 0.9, 0.6, 0.55, 0.51], 0.5, (1.0, True)),
-        ([0.2, 0.4, 0.6], [0.4, 0.9, 0.9], 0.5, (0.2, False)),
-        ([1.0, 0.6, 0.2, 0.8, 0.4], [0.1, 0.6, 1.0, 0.3, 0.9], 0.5, (0.6, True)),  # unsorted grid
-        ([0.2, 0.4, 0.6, 0.8], [0.9, 0.4, 0.8, 0.9], 0.5, (0.2, True)),  # first dip decides
-        ([0.2, 0.4, 0.6], [0.8, 0.5, 0.4], 0.5, (0.4, True)),  # ratio == threshold counts as ok
-        ([0.5], [0.7], 0.8, (0.5, False)),
-    ],
-)
-def test_recommend_start_rule(t, r, threshold, expected):
-    m, found = recommend_start(torch.tensor(t), torch.tensor(r), threshold)
-    assert (m, found) == pytest.approx(expected)
-
-
-def test_recommend_start_bad_input():
-    with pytest.raises(CILValueError, match="one ratio per grid time"):
-        recommend_start(torch.tensor([0.1, 0.2]), torch.tensor([1.0]))
-    with pytest.raises(CILValueError):
-        recommend_start(torch.tensor([]), torch.tensor([]))

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cil_core import probe_report as pr
 from cil_core.families import svd_family
 from cil_core.probe import ProbeResult, probe_leakage
+from cil_core.start_rule import StartRule
 from cil_core.validation import CILValueError
 
 
@@ -28,16 +29,26 @@ def make_result(ratios: list[list[float]], ts: list[float] | None = None, ref: f
 
 
 def brute_force_start(ts, means, threshold):
-    """The rule as documented, written independently of cil_core.probe.recommend_start."""
+    """The threshold rule as documented, written independently of cil_core.start_rule."""
     passing = [t for t in ts if all(m >= threshold for tt, m in zip(ts, means) if tt <= t)]
     return (max(passing), True) if passing else (min(ts), False)
 
 
-LEAKY = [[1.0, 0.9], [0.95, 0.85], [0.8, 0.7], [0.4, 0.5], [0.1, 0.05]]
+def brute_force_plateau(ts, means, threshold, tol):
+    """The plateau rule as documented (grid sorted ascending)."""
+    if means[-1] >= threshold:
+        return ts[-1]
+    if means[0] < threshold:
+        return ts[0]
+    level = means[-1] + tol * (means[0] - means[-1])
+    return min(t for i, t in enumerate(ts) if all(m <= level for m in means[i:]))
+
+
+LEAKY = [[1.0, 0.9], [0.95, 0.85], [0.4, 0.5], [0.1, 0.05], [0.1, 0.12]]  # plateau from the 4th t
 
 
 def test_rows_hold_the_ratios_and_their_statistics():
-    report = pr.build_report(make_result(LEAKY), 0.5)
+    report = pr.build_report(make_result(LEAKY))
     for row, expected in zip(report["rows"], LEAKY):
         assert row["latent_energy_ratios"] == pytest.approx(expected, rel=1e-12)
         assert row["latent_energy_motion"] == pytest.approx([2.0 * v for v in expected], rel=1e-12)
@@ -57,15 +68,18 @@ def test_rows_hold_the_ratios_and_their_statistics():
 @settings(max_examples=60, deadline=None)
 def test_recommendation_follows_the_documented_rule(means, threshold):
     ts = pr.grid(0.05, 1.0, len(means))
-    report = pr.build_report(make_result([[m] for m in means], ts), threshold)
+    report = pr.build_report(make_result([[m] for m in means], ts), StartRule("threshold", threshold))
     m, found = brute_force_start(ts, means, threshold)
     assert report["recommended_start"] == pytest.approx(m, abs=1e-12)
-    assert report["recommendation_found"] is found
+    assert report["recommendation_found"] is found and report["start_rule"] == "threshold"
     assert any(abs(report["recommended_start"] - t) < 1e-12 for t in ts)
+    plateau = pr.build_report(make_result([[m] for m in means], ts), StartRule("plateau", threshold, 0.1))
+    assert plateau["recommended_start"] == pytest.approx(brute_force_plateau(ts, means, threshold, 0.1), abs=1e-12)
+    assert plateau["rule"].startswith("plateau rule") and plateau["recommendation"]["rule"] == "plateau"
 
 
 def test_csv_and_json_carry_the_same_numbers(tmp_path):
-    report = pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.tensor(LEAKY, dtype=torch.float64) * 3.0, 4.0))
+    report = pr.build_report(make_result(LEAKY), pixel_motion=(torch.tensor(LEAKY, dtype=torch.float64) * 3.0, 4.0))
     image = pr.render_report(report)
     paths = pr.save_report(report, tmp_path / "sub" / "probe", image)
     assert {p.name for p in paths.values()} == {"probe.json", "probe.csv", "probe.png"}
@@ -81,7 +95,7 @@ def test_csv_and_json_carry_the_same_numbers(tmp_path):
 
 
 def test_plot_markers_sit_where_the_axes_put_the_table_means():
-    report = pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.tensor(LEAKY, dtype=torch.float64) * 0.5, 2.0))
+    report = pr.build_report(make_result(LEAKY), pixel_motion=(torch.tensor(LEAKY, dtype=torch.float64) * 0.5, 2.0))
     image = pr.render_report(report, 900, 560)
     assert image.size == (900, 560)
     plot = report["plot"]
@@ -99,21 +113,28 @@ def test_plot_markers_sit_where_the_axes_put_the_table_means():
     mx = round(x0 + report["recommended_start"] * (x1 - x0))
     column = [image.getpixel((mx, y)) for y in range(y0 + 40, y1 - 5)]
     assert sum(p == pr.COLORS["found"] for p in column) > 0.8 * len(column)
+    # the plateau level is a dashed horizontal line at its ratio
+    assert report["recommendation"]["verdict"] == "late_start" and report["recommended_start"] == pytest.approx(0.775)
+    level = report["recommendation"]["plateau_level"]
+    assert plot["plateau_level"] == level == pytest.approx(0.11 + 0.1 * (0.95 - 0.11))
+    py = round(y1 - level / top * (y1 - y0))
+    row = [image.getpixel((x, py)) for x in range(x0 + 2, x1 - 2)]
+    assert sum(p == pr.COLORS["plateau"] for p in row) > 0.3 * len(row)
 
 
 def test_plot_marks_a_missing_recommendation_in_red():
-    report = pr.build_report(make_result([[0.1], [0.05]], [0.5, 1.0]), 0.5)
+    report = pr.build_report(make_result([[0.1], [0.05]], [0.5, 1.0]), StartRule("threshold"))
     assert report["recommendation_found"] is False and report["recommended_start"] == 0.5
     image = pr.render_report(report)
     x0, y0, x1, y1 = report["plot"]["box"]
     mx = round(x0 + 0.5 * (x1 - x0))
     column = [image.getpixel((mx, y)) for y in range(y0 + 40, y1 - 40)]
     assert sum(p == pr.COLORS["missing"] for p in column) > 0.8 * len(column)
-    assert "no grid t passes" in pr.report_text(report)
+    assert "every grid t leaks" in pr.report_text(report)
 
 
 def test_text_table_lists_every_t_and_the_recommendation():
-    report = pr.build_report(make_result(LEAKY), 0.5)
+    report = pr.build_report(make_result(LEAKY))
     text = pr.report_text(report)
     for row in report["rows"]:
         assert f"{row['t']:.3f}" in text
@@ -121,7 +142,7 @@ def test_text_table_lists_every_t_and_the_recommendation():
 
 
 def test_image_tensor_is_comfy_layout():
-    report = pr.build_report(make_result(LEAKY), 0.5)
+    report = pr.build_report(make_result(LEAKY))
     image = pr.render_report(report, 640, 400)
     tensor = pr.image_to_tensor(image)
     assert tensor.shape == (1, 400, 640, 3) and tensor.dtype == torch.float32
@@ -158,13 +179,13 @@ def test_grid_stays_inside_its_range(a, b, count):
 
 def test_bad_threshold_and_mismatched_pixel_metric_are_refused():
     with pytest.raises(CILValueError, match="threshold"):
-        pr.build_report(make_result(LEAKY), 0.0)
+        pr.build_report(make_result(LEAKY), StartRule(threshold=0.0))
     with pytest.raises(CILValueError, match="pixel_flow motion has shape"):
-        pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.ones(3, 2), 1.0))
+        pr.build_report(make_result(LEAKY), pixel_motion=(torch.ones(3, 2), 1.0))
     with pytest.raises(CILValueError, match="no optical flow"):
-        pr.build_report(make_result(LEAKY), 0.5, pixel_motion=(torch.ones(5, 2), 0.0))
+        pr.build_report(make_result(LEAKY), pixel_motion=(torch.ones(5, 2), 0.0))
     with pytest.raises(CILValueError, match="too small"):
-        pr.draw_plot(pr.build_report(make_result(LEAKY), 0.5), 200, 100)
+        pr.draw_plot(pr.build_report(make_result(LEAKY)), 200, 100)
 
 
 def test_nearest_grid_indices():
@@ -175,7 +196,7 @@ def test_perfect_denoiser_gives_ratio_one_and_the_largest_t():
     """End to end with cil_core.probe: a denoiser that returns x0 exactly keeps all motion."""
     x0 = torch.randn(4, 5, 6, 6, generator=torch.Generator().manual_seed(0))
     result = probe_leakage(lambda x, s: x0.expand_as(x), x0, svd_family(), pr.grid(0.2, 1.0, 5), 3, max_batch=4)
-    report = pr.build_report(result, 0.5)
+    report = pr.build_report(result)
     assert all(r["latent_energy_ratios"] == pytest.approx([1.0] * 3, rel=1e-12) for r in report["rows"])
     assert report["recommended_start"] == 1.0 and report["recommendation_found"]
 

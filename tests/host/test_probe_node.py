@@ -205,7 +205,8 @@ def probe_prompt(prefix: str, *, frames=FRAMES, cond_size=(H, W), video_size=(H,
     inputs = {
         "model": list(model_src), "positive": ["1", 1], "negative": ["1", 2], "video_latent": ["2", 0],
         "grid_count": 5, "t_min": 0.2, "t_max": 1.0, "samples_per_t": 2, "seed": 7, "cfg": 2.0,
-        "threshold": 0.5, "max_batch": 4, "preview_t": "auto", "pixel_metric": "off", "filename_prefix": prefix,
+        "start_rule": "plateau", "threshold": 0.5, "plateau_tolerance": 0.1, "max_batch": 4, "preview_t": "auto",
+        "pixel_metric": "off", "filename_prefix": prefix,
     }
     inputs.update(widgets)
     return {
@@ -227,10 +228,17 @@ def load_report(host, prefix: str) -> dict:
     return json.loads(newest(host, f"{prefix}_*_.json").read_text())
 
 
-def brute_force_start(ts: list[float], means: list[float], threshold: float) -> tuple[float, bool]:
-    """The documented rule, written independently: largest t with ratio ≥ threshold at all t' ≤ t."""
-    passing = [t for t in ts if all(m >= threshold for tt, m in zip(ts, means) if tt <= t)]
-    return (max(passing), True) if passing else (min(ts), False)
+def brute_force_start(ts: list[float], means: list[float], rule: str, threshold: float, tol: float) -> float:
+    """The documented rules, written independently (ts ascending). threshold: the largest t with
+    ratio ≥ threshold at all t' ≤ t. plateau: the smallest t from which every ratio is within
+    tol of the collapse above the ratio at the largest t (edge cases as documented)."""
+    if rule == "threshold":
+        passing = [t for t in ts if all(m >= threshold for tt, m in zip(ts, means) if tt <= t)]
+        return max(passing) if passing else min(ts)
+    if means[-1] >= threshold or means[0] < threshold:
+        return ts[-1] if means[-1] >= threshold else ts[0]
+    level = means[-1] + tol * (means[0] - means[-1])
+    return min(t for i, t in enumerate(ts) if all(m <= level for m in means[i:]))
 
 
 def run_failure(host, prompt) -> str:
@@ -271,8 +279,9 @@ def test_probe_runs_and_plot_table_json_csv_agree(probe_host):
     assert series["t"] == ts and series["ratio"] == pytest.approx(means, rel=1e-12)
 
     # the recommendation is the documented rule's answer and lies on the grid
-    m, found = brute_force_start(ts, means, report["threshold"])
-    assert report["recommended_start"] == pytest.approx(m, abs=1e-12) and report["recommendation_found"] == found
+    assert report["start_rule"] == "plateau" and report["plateau_tolerance"] == 0.1
+    m = brute_force_start(ts, means, "plateau", report["threshold"], report["plateau_tolerance"])
+    assert report["recommended_start"] == pytest.approx(m, abs=1e-12)
     assert any(abs(report["recommended_start"] - t) < 1e-12 for t in ts)
 
     # the markers sit where the axes put those numbers, in the PNG the node saved ...
@@ -302,6 +311,19 @@ def test_probe_runs_and_plot_table_json_csv_agree(probe_host):
     n_preview = len({max(ts), report["recommended_start"]})
     assert pred.shape == (n_preview * FRAMES, 4, H, W) and torch.isfinite(pred).all()
     assert report["meta"]["model_calls"] == math.ceil(5 * 2 / 4)
+
+
+def test_start_rule_widgets_reach_the_recommendation(probe_host):
+    """The same probe (same seed) under the threshold rule and a wider plateau: each M is that
+    rule's answer on the same table."""
+    for rule, tol in (("threshold", 0.1), ("plateau", 0.6)):
+        probe_host.run(probe_prompt(f"probe_rule_{rule}", start_rule=rule, plateau_tolerance=tol))
+        report = load_report(probe_host, f"probe_rule_{rule}")
+        ts = [r["t"] for r in report["rows"]]
+        means = [r["latent_energy_ratio_mean"] for r in report["rows"]]
+        assert report["start_rule"] == rule and report["recommendation"]["rule"] == rule
+        assert report["recommended_start"] == pytest.approx(brute_force_start(ts, means, rule, 0.5, tol), abs=1e-12)
+        assert 0 < report["recommendation_stability"]["agreement"] <= 1
 
 
 def test_batching_does_not_change_the_numbers(probe_host):
@@ -387,6 +409,7 @@ def test_bad_video_gives_a_clear_error(probe_host, kwargs, expected):
         ({"t_min": 0.0}, "outside (0, 1]"),
         ({"t_min": 0.9, "t_max": 0.5}, "swap them"),
         ({"preview_t": "soon"}, "preview_t"),
+        ({"plateau_tolerance": 0.99, "threshold": -1.0}, "threshold=-1.0"),
     ],
 )
 def test_bad_grid_is_a_validation_error(probe_host, widgets, expected):
@@ -543,7 +566,7 @@ def test_headless_probe_reads_a_video_file_and_runs_the_node_engine(vae_host, tm
 
     model, positive, negative, _ = vae_host.node_classes["CILTest_TinySVD"]().build(0, 4, 8, 8)
     vae = CILTestProbe_TinyVAE().build(0)[0]
-    args = argparse.Namespace(samples=2, seed=3, cfg=1.0, threshold=0.5, max_batch=4, pixel_metric="off")
+    args = argparse.Namespace(samples=2, seed=3, cfg=1.0, rule="plateau", threshold=0.5, plateau_tolerance=0.1, max_batch=4, pixel_metric="off")
     report = probe_cmd.probe_with_comfy(model, positive, negative, frames, vae, args, probe_report.grid(0.3, 1.0, 3), source="clip.gif")
     assert [r["t"] for r in report["rows"]] == pytest.approx([0.3, 0.65, 1.0])
     assert report["meta"]["reference"] == "frames+vae" and report["meta"]["source"] == "clip.gif"

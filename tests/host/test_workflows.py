@@ -60,11 +60,12 @@ def ordered_inputs(info: dict):
             yield name, kind, (entry[1] if len(entry) > 1 else {}), (entry[0] if isinstance(entry[0], list) else None)
 
 
-def widget_inputs(info: dict, linked: set[str]):
+def widget_inputs(info: dict):
     """(name, kind, options, combo list, n slots) of the widgets in frontend order (useIntWidget rule:
-    control_after_generate ?? name in {seed, noise_seed}; image_upload adds an upload widget)."""
+    control_after_generate ?? name in {seed, noise_seed}; image_upload adds an upload widget). A
+    widget with a link into it keeps its slot in widgets_values; the link wins in the prompt."""
     for name, kind, options, combo in ordered_inputs(info):
-        if kind not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO") or options.get("forceInput") or name in linked:
+        if kind not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO") or options.get("forceInput"):
             continue
         control = options.get("control_after_generate")
         two = (kind == "INT" and (control if control is not None else name in ("seed", "noise_seed"))) \
@@ -107,10 +108,9 @@ def ui_to_api(host, ui: dict) -> dict:
     for node in ui["nodes"]:
         if node["type"] in FRONTEND_ONLY or node["mode"] == MODE_BYPASS:
             continue
-        linked = {i["name"] for i in node["inputs"] if i.get("link") is not None}
         values = list(node["widgets_values"])
         inputs = {}
-        for name, _, _, _, slots in widget_inputs(object_info(host, node["type"]), linked):
+        for name, _, _, _, slots in widget_inputs(object_info(host, node["type"])):
             inputs[name] = values[0]
             values = values[slots:]
         # display-only widgets the frontend adds (e.g. PreviewAny's text boxes) are saved as null
@@ -164,9 +164,8 @@ def test_widget_values_are_within_declared_bounds(tiny_host, request, path):
     for node in ui["nodes"]:
         if node["type"] in FRONTEND_ONLY:
             continue
-        linked = {i["name"] for i in node["inputs"] if i.get("link") is not None}
         values = list(node["widgets_values"])
-        for name, kind, options, combo, slots in widget_inputs(object_info(tiny_host, node["type"]), linked):
+        for name, kind, options, combo, slots in widget_inputs(object_info(tiny_host, node["type"])):
             value, extra, values = values[0], values[1:slots], values[slots:]
             where = f"{path.name}: {node['type']} #{node['id']} {name}={value!r}"
             if kind in ("INT", "FLOAT"):

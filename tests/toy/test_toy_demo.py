@@ -60,7 +60,7 @@ def test_every_number_in_the_markdown_is_in_the_json(report):
 
 def test_table_rows_match_json_rows(report):
     doc = json.loads((report / "metrics.json").read_text())
-    text = (report / "report.md").read_text()
+    text = (report / "report.md").read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]  # the metrics section
     rows = [line for line in text.splitlines() if line.startswith("| ") and " ± " in line][1:]  # [0] is the header
     assert len(rows) == len(doc["rows"])
     for line, row in zip(rows, doc["rows"]):
@@ -77,6 +77,29 @@ def test_answers_cover_the_four_questions(report):
     text = (report / "report.md").read_text()
     for key in doc["answers"]:
         assert f"— {doc['answers'][key]['verdict']}." in text
-    # the requested M values and the probe's recommendation are all generated
-    ms = {r["M"] for r in doc["rows"] if r["M"] is not None}
-    assert {1.0, 0.8, 0.55, doc["probe"]["recommended_M"]} <= ms
+    # the requested M values and every rule's pick are generated, for both models
+    picks = {p["m"] for rule in doc["probe"]["rule_picks"].values() for p in rule.values()}
+    for model in doc["models"].values():
+        ms = {r["M"] for r in doc["rows"] if r["model"] == model and (r["M"] == 1.0 or r["init"] == "analytic")}
+        assert {1.0, 0.8, 0.55} | picks <= ms
+
+
+def test_start_check_scores_every_candidate_and_places_each_rule(report):
+    """The band holds the FD-best M and every M within se_factor SEs of it; each rule's M is
+    looked up in its model's rows."""
+    doc = json.loads((report / "metrics.json").read_text())
+    k = doc["config"]["se_factor"]
+    fd = {r["key"]: r["fd"] for r in doc["rows"]}
+    for role, check in doc["start_check"].items():
+        rows = {r["M"]: r for r in check["rows"]}
+        assert min(rows.values(), key=lambda r: r["fd"])["M"] == check["best_M"]
+        for m, r in rows.items():
+            key = f"{role}_T" if m == 1.0 else f"{role}_analytic_{m:g}"
+            assert r["fd"] == fd[key]  # the same FD as the metrics table
+            assert r["in_band"] == (m == check["best_M"] or r["excess"] <= k * r["excess_se"] * (1 + 1e-3))
+        assert sorted(check["band"]) == sorted(m for m, r in rows.items() if r["in_band"])
+        for name, rule in check["rules"].items():
+            assert rule["M"] == doc["probe"]["rule_picks"][name][role]["m"]
+            assert rule["in_band"] == rows[min(rule["M"], 1.0)]["in_band"]
+    text = (report / "report.md").read_text()
+    assert "## Choosing M" in text

@@ -155,8 +155,8 @@ def ui_widgets(node: Node, info: dict | None) -> list:
     if node.type in FRONTEND_ONLY:
         return [node.widgets["text"]]
     values = []
-    for name, kind, options, _ in input_specs(info):
-        if not is_widget(kind, options) or name in node.links:
+    for name, kind, options, _ in input_specs(info):  # linked widgets keep their value too, as the frontend saves them
+        if not is_widget(kind, options):
             continue
         if name not in node.widgets:
             raise KeyError(f"{node.type} #{node.id}: widget {name!r} has no value in the description")
@@ -256,7 +256,7 @@ def to_api(wf: Workflow, infos: dict) -> dict:
         if node.type in FRONTEND_ONLY or node.mode == MODE_BYPASS:
             continue
         inputs = dict(node.widgets)
-        for name, (src, slot) in node.links.items():
+        for name, (src, slot) in node.links.items():  # a link replaces a widget's value
             live = resolve(src, slot, infos)
             if live is not None:
                 inputs[name] = [str(live[0].id), live[1]]
@@ -440,6 +440,24 @@ def build_wan() -> Workflow:
     return wf
 
 
+def toy_comparison_block(wf: Workflow, x: float, loader: Node, cond: Node, first: Node, cil: Node, titles: tuple[str, str], prefix: str) -> None:
+    """KSampler from pure noise + the given CIL sampler, decoded and stitched first | baseline | CIL,
+    saved as an animated WebP (the toy workflows' right half)."""
+    base = wf.add("KSampler", (x, 60), (320, 270), title="Baseline: KSampler from pure noise", controls={"seed": "fixed"},
+                  links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2)},
+                  seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="karras", denoise=1.0)
+    base_dec = wf.add("VAEDecode", (x + 360, 60), (210, 50), links={"samples": base.out(0), "vae": loader.out(1)})
+    cil_dec = wf.add("VAEDecode", (x + 360, 380), (210, 50), links={"samples": cil.out(0), "vae": loader.out(1)})
+    left = wf.add("ImageStitch", (x + 360, 150), (270, 150), title=titles[0], links={"image1": first.out(0), "image2": base_dec.out(0)},
+                  direction="right", match_image_size=False, spacing_width=2, spacing_color="white")
+    both = wf.add("ImageStitch", (x + 360, 470), (270, 150), title=titles[1], links={"image1": left.out(0), "image2": cil_dec.out(0)},
+                  direction="right", match_image_size=False, spacing_width=2, spacing_color="white")
+    big = wf.add("ImageScaleBy", (x + 360, 670), (270, 80), links={"image": both.out(0)}, upscale_method="nearest-exact", scale_by=4.0)
+    wf.add("SaveAnimatedWEBP", (x + 670, 60), (420, 420), links={"images": big.out(0)},
+           filename_prefix=prefix, fps=4.0, lossless=True, quality=90, method="default")
+    wf.add("PreviewAny", (x + 670, 520), (420, 160), title="What the CIL sampler did", links={"source": cil.out(1)})
+
+
 def build_toy_cil_demo() -> Workflow:
     wf = Workflow("toy_cil_demo")
     wf.note((-380, 40), (350, 520), TOY_NOTE)
@@ -450,29 +468,57 @@ def build_toy_cil_demo() -> Workflow:
     cond = wf.add("CIL_ToyImageToVideo", (380, 420), (300, 260), controls={"noise_seed": "fixed"},
                   links={"vae": loader.out(1), "start_image": small.out(0)},
                   width=32, height=32, frames=8, batch_size=1, crop="center", noise_level=0.0, noise_seed=0)
-    base = wf.add("KSampler", (720, 60), (320, 270), title="Baseline: KSampler from pure noise", controls={"seed": "fixed"},
-                  links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2)},
-                  seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="karras", denoise=1.0)
     cil = wf.add("CIL_LateStartSampler", (720, 380), (320, 380), title="CIL: late start + Analytic-Init", controls={"seed": "fixed"},
                  links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2), "stats": loader.out(2)},
                  seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.7, naive_mode="paper", fit="strict")
-    base_dec = wf.add("VAEDecode", (1080, 60), (210, 50), links={"samples": base.out(0), "vae": loader.out(1)})
-    cil_dec = wf.add("VAEDecode", (1080, 380), (210, 50), links={"samples": cil.out(0), "vae": loader.out(1)})
-    left = wf.add("ImageStitch", (1080, 150), (270, 150), title="start | baseline", links={"image1": small.out(0), "image2": base_dec.out(0)},
-                  direction="right", match_image_size=False, spacing_width=2, spacing_color="white")
-    both = wf.add("ImageStitch", (1080, 470), (270, 150), title="start | baseline | CIL", links={"image1": left.out(0), "image2": cil_dec.out(0)},
-                  direction="right", match_image_size=False, spacing_width=2, spacing_color="white")
-    big = wf.add("ImageScaleBy", (1080, 670), (270, 80), links={"image": both.out(0)}, upscale_method="nearest-exact", scale_by=4.0)
-    wf.add("SaveAnimatedWEBP", (1390, 60), (420, 420), links={"images": big.out(0)},
-           filename_prefix="toy_cil_demo", fps=4.0, lossless=True, quality=90, method="default")
-    wf.add("PreviewAny", (1390, 520), (420, 160), title="What the CIL sampler did", links={"source": cil.out(1)})
+    toy_comparison_block(wf, 720, loader, cond, small, cil, ("start | baseline", "start | baseline | CIL"), "toy_cil_demo")
     wf.add("PreviewAny", (20, 610), (330, 200), title="Toy model", links={"source": loader.out(3)})
     wf.group("Toy I2V model and start image", 0, -10, 700, 840)
     wf.group("Baseline vs. CIL", 700, -10, 1130, 840, color="#8A8")
     return wf
 
 
-BUILDERS = (build_svd_baseline_vs_cil, build_svd_stats_estimation, build_dynamicrafter, build_wan, build_toy_cil_demo)
+PROBE_NOTE = """## Leakage Probe on the toy model: measure, then start at the recommended M
+
+Runs as is, no downloads. **Toy World Video** gives a real (held-out) toy video; the
+**Leakage Probe** noises it to each t on the grid, lets the model predict the clean video in one
+step and plots motion(prediction) / motion(video) against t. A leaking model's ratio collapses at
+large t (the prediction is a still copy of the start image).
+
+* The probe's **recommended_M** (plateau rule: the lower edge of the large-t plateau, where the
+  model copies) is wired into the **Late Start Sampler**'s M; the baseline samples from T.
+* Probe your own model the same way: a real video of the kind you generate, its first frame
+  through your I2V conditioning node, and the same model patches and cfg as your sampler.
+* Table and plot are also saved under `output/cil_probe/` (JSON, CSV, PNG).
+"""
+
+
+def build_toy_leakage_probe() -> Workflow:
+    wf = Workflow("toy_leakage_probe")
+    wf.note((-400, 40), (370, 560), PROBE_NOTE)
+    loader = wf.add("CIL_ToyModelLoader", (20, 60), (330, 130), model_name="edm_baseline")
+    video = wf.add("CIL_ToyWorldVideo", (20, 240), (330, 110), title="Reference video (held out)", model_name="edm_baseline", index=3)
+    cond = wf.add("CIL_ToyImageToVideo", (20, 400), (330, 260), controls={"noise_seed": "fixed"},
+                  links={"vae": loader.out(1), "start_image": video.out(1)},
+                  width=32, height=32, frames=8, batch_size=1, crop="center", noise_level=0.0, noise_seed=0)
+    probe = wf.add("CIL_LeakageProbe", (390, 60), (340, 560), controls={"seed": "fixed"},
+                   links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "video_frames": video.out(0), "vae": loader.out(1)},
+                   grid_count=10, t_min=0.1, t_max=1.0, samples_per_t=4, seed=0, cfg=1.0, start_rule="plateau", threshold=0.5,
+                   plateau_tolerance=0.1, max_batch=8, preview_t="auto", pixel_metric="auto", filename_prefix="cil_probe/toy_edm_baseline")
+    wf.add("PreviewImage", (770, 60), (520, 380), title="Probe plot", links={"images": probe.out(0)})
+    wf.add("PreviewAny", (770, 480), (520, 280), title="Probe table", links={"source": probe.out(1)})
+    cil = wf.add("CIL_LateStartSampler", (1330, 380), (320, 380), title="CIL: start at the probe's M", controls={"seed": "fixed"},
+                 links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2),
+                        "stats": loader.out(2), "M": probe.out(2)},
+                 seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.8, naive_mode="paper", fit="strict")
+    toy_comparison_block(wf, 1330, loader, cond, video, cil, ("real | baseline", "real | baseline | CIL"), "toy_leakage_probe")
+    wf.group("Toy model and a real video", 0, -10, 370, 700)
+    wf.group("Leakage Probe", 370, -10, 940, 800, color="#A88")
+    wf.group("Baseline vs. CIL at the probe's M", 1310, -10, 1130, 800, color="#8A8")
+    return wf
+
+
+BUILDERS = (build_svd_baseline_vs_cil, build_svd_stats_estimation, build_dynamicrafter, build_wan, build_toy_cil_demo, build_toy_leakage_probe)
 
 
 def main() -> int:
