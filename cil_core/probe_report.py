@@ -96,6 +96,24 @@ def _metric_rows(key: str, motion_pred: torch.Tensor, motion_ref: float) -> list
     return rows
 
 
+def noise_not_motion(report: dict, key: str = "latent_energy", k: float = 2.0) -> list[dict]:
+    """Grid times whose mean ratio exceeds 1 by more than ``k`` standard errors of the samples.
+    An exact denoiser predicts the posterior mean E[x0|x_t], and the frame-difference energy (a
+    convex function) of a mean is at most the mean energy (Jensen): averaged over videos, its
+    prediction moves no more than the videos do. A single video can exceed 1 legitimately, but a
+    clear excess most likely is noise in the prediction, not motion."""
+    out = []
+    for row in report["rows"]:
+        ratios = row[f"{key}_ratios"]
+        if len(ratios) < 2:
+            continue
+        mean = sum(ratios) / len(ratios)
+        se = math.sqrt(sum((v - mean) ** 2 for v in ratios) / (len(ratios) - 1) / len(ratios))
+        if mean - k * se > 1.0:
+            out.append({"t": row["t"], "ratio": mean, "se": se})
+    return out
+
+
 def build_report(
     result: ProbeResult,
     rule: StartRule | None = None,
@@ -121,7 +139,7 @@ def build_report(
         for row, extra in zip(rows, _metric_rows(key, pred, ref)):
             row.update(extra)
     rec = recommend_start(result.t, result.mean_ratio, rule)
-    return {
+    report = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "recommended_start": rec.m,
@@ -133,11 +151,14 @@ def build_report(
         "plateau_tolerance": float(rule.plateau_tolerance),
         "recommendation_metric": "latent_energy",
         "rule": rule.describe(),
+        "noise_not_motion": [],
         "samples_per_t": int(result.motion_pred.shape[1]),
         "metrics": {k: {"name": METRIC_NAMES[k], "reference_motion": float(ref)} for k, (_, ref) in metrics.items()},
         "rows": rows,
         "meta": dict(meta or {}),
     }
+    report["noise_not_motion"] = noise_not_motion(report)
+    return report
 
 
 def metric_keys(report: dict) -> list[str]:
@@ -168,6 +189,10 @@ def report_text(report: dict) -> str:
         f"stability: {stab['agreement']:.0%} of {stab['resamples']} bootstrap resamples of the samples give this M "
         f"(range {stab['m_min']:.3f} to {stab['m_max']:.3f})"
     )
+    for w in report["noise_not_motion"]:
+        lines.append(f"warning: at t = {w['t']:.3f} the ratio {w['ratio']:.3f} ± {w['se']:.3f} is above 1: the prediction "
+                     "moves more than the video, which an exact denoiser does not do on average (Jensen); most likely noise, "
+                     "not motion (the model is unreliable there)")
     lines.append("rule: " + report["rule"])
     return "\n".join(lines)
 
@@ -378,6 +403,10 @@ def draw_plot(report: dict, width: int = 800, height: int = 500):
     metric = METRIC_NAMES[report["recommendation_metric"]]
     _text(draw, (width / 2, 0.07 * height), f"M chosen on: {metric}  (1 = faithful, 0 = static image copy)", small, GREY, anchor="ma")
     _text(draw, ((x0 + x1) / 2, y1 + 0.055 * height), "t  (normalised diffusion time; 1 = pure noise)", small, anchor="ma")
+    noisy = report.get("noise_not_motion") or []
+    if noisy:
+        times = ", ".join(f"{w['t']:.2f}" for w in noisy)
+        _text(draw, (x0 + 6, y0 + 0.06 * height), f"ratio > 1 at t = {times}: noise, not motion (unreliable model)", small, COLORS["missing"])
     _text(draw, (x0 - 4, y0 - 0.03 * height), "motion ratio", small, anchor="rm")
     _draw_legend(draw, geometry, series, report, small)
     footer = _footer(report)

@@ -4,22 +4,25 @@ The probe gives r(t) = motion(x̂0)/motion(x0) on a grid of times. Two rules tur
 return a grid time.
 
 ``plateau`` (default). A leaking curve has three parts: r ≈ 1 at small t (the model reads the
-video from x_t), a transition, and a plateau near its large-t value r_top (the prediction is as
-still as it gets: the model has stopped reading x_t and copies the conditional image). The
-plateau holds the grid times whose ratio has fallen to within ``plateau_tolerance`` of the
-collapse's span, r(t) ≤ r_top + tol·(r_bottom − r_top) with r_bottom = r at the smallest t; M is
-its lower edge, the smallest grid t above which every grid time lies on the plateau.
-Why there: on the plateau the one-step prediction carries no more motion than at T, so those
-steps add no motion and only pull x toward a still copy (the paper's unreliable late steps); below
-the plateau each step still reads motion from x_t, and a late start would hand that work to the
-Gaussian start, whose mismatch with the true marginal (minimised by Analytic-Init, never removed)
-grows as σ_M falls. The plateau's lower edge is the latest start that skips all of the copying
-regime. Skipping steps is never free: on the toy world every late start, even this one, costs
-some fidelity (README, "Choosing M"); the probe finds where the copying regime begins, not whether
-a given model gains from skipping it. tol = 0.1 is the usual 10–90 % transition convention: 90 %
-of the collapse has happened on the plateau. The curve counts as leaking only when r_top < ``threshold``
-(otherwise M is the largest grid time: no late start needed), and needs a faithful end,
-r_bottom ≥ ``threshold`` (otherwise M is the smallest grid time: probe smaller t).
+video from x_t), a transition, and a plateau at its floor r_floor, the lowest ratio on the grid
+(the prediction is as still as it gets: the model has stopped reading x_t and copies the
+conditional image). The plateau is the run of grid times, from the floor's t toward smaller t,
+whose ratio stays within ``plateau_tolerance`` of the collapse, r(t) ≤ r_floor + tol·(r_bottom −
+r_floor) with r_bottom = r at the smallest t; M is its lower edge. Grid times above the floor's
+t are skipped as well; if their ratio rises above the plateau again (an unreliable prediction at
+the last steps, e.g. an under-trained terminal time), the recommendation says so.
+Why there: on the plateau the one-step prediction carries hardly more motion than at the floor,
+so those steps add no motion and only pull x toward a still copy (the paper's unreliable late
+steps); below the plateau each step still reads motion from x_t, and a late start would hand that
+work to the Gaussian start, whose mismatch with the true marginal (minimised by Analytic-Init,
+never removed) grows as σ_M falls. The plateau's lower edge is the latest start that skips all of
+the copying regime. Skipping steps is never free: on the toy world every late start, even this
+one, costs some fidelity (README, "Choosing M"); the probe finds where the copying regime begins,
+not whether a given model gains from skipping it. tol = 0.1 is the usual 10–90 % transition
+convention: 90 % of the collapse has happened on the plateau. The curve counts as leaking only
+when r_floor < ``threshold`` (otherwise M is the largest grid time: no late start needed), and
+needs a faithful end, r_bottom ≥ ``threshold`` (otherwise M is the smallest grid time: probe
+smaller t).
 
 ``threshold``. M = the largest grid t with r ≥ ``threshold`` at that t and every smaller grid t.
 It picks a point inside the transition (with 0.5: the half-collapse point), skipping steps that
@@ -29,7 +32,7 @@ still generate motion; on the toy world it costs far more fidelity than the plat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -63,10 +66,10 @@ class StartRule:
         if self.rule == "threshold":
             return (f"threshold rule: M = the largest grid t with mean motion ratio >= {self.threshold:g} at that t and every "
                     "smaller grid t; if the smallest t fails, M = smallest t")
-        return (f"plateau rule: leaking if the ratio at the largest t (r_top) is < {self.threshold:g}; then M = the lower edge "
-                f"of the plateau, the smallest grid t from which every ratio is <= r_top + {self.plateau_tolerance:g} x (r_bottom - r_top) "
-                f"(r_bottom: ratio at the smallest t); not leaking: M = the largest t; r_bottom < {self.threshold:g} too: "
-                "M = the smallest t")
+        return (f"plateau rule: leaking if the lowest ratio (r_floor) is < {self.threshold:g}; then M = the lower edge of the "
+                f"plateau, the smallest grid t from which every ratio up to the floor's t is <= r_floor + {self.plateau_tolerance:g} x "
+                f"(r_bottom - r_floor) (r_bottom: ratio at the smallest t); not leaking: M = the largest t; r_bottom < "
+                f"{self.threshold:g} too: M = the smallest t")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class StartRecommendation:
     verdict: str  # a key of VERDICTS
     rule: str
     plateau_level: float | None = None  # plateau rule: ratios at or below it are on the plateau
+    rises_after_plateau: list[float] = field(default_factory=list)  # plateau rule: larger t whose ratio rises above it
 
     @property
     def found(self) -> bool:
@@ -83,6 +87,10 @@ class StartRecommendation:
 
     @property
     def message(self) -> str:
+        if self.rises_after_plateau:
+            times = ", ".join(f"{v:g}" for v in self.rises_after_plateau)
+            return (VERDICTS[self.verdict] + f"; the ratio rises above the plateau again at t = {times} (predictions that move more "
+                    "than the collapse allows there are unreliable, e.g. an under-trained last step; M skips them too)")
         return VERDICTS[self.verdict]
 
     def to_json(self) -> dict:
@@ -109,17 +117,19 @@ def _threshold_start(t: list[float], r: list[float], rule: StartRule) -> StartRe
 
 
 def _plateau_start(t: list[float], r: list[float], rule: StartRule) -> StartRecommendation:
-    top, bottom = r[-1], r[0]
-    if top >= rule.threshold:
+    floor = max(range(len(r)), key=lambda i: (-r[i], t[i]))  # the lowest ratio (the largest t on ties)
+    bottom = r[0]
+    if r[floor] >= rule.threshold:
         return StartRecommendation(t[-1], "no_leakage", rule.rule)
     if bottom < rule.threshold:  # no faithful end on this grid: nothing to measure a plateau against
         return StartRecommendation(t[0], "leaks_everywhere", rule.rule)
-    level = top + rule.plateau_tolerance * (bottom - top)
-    edge = len(t) - 1
+    level = r[floor] + rule.plateau_tolerance * (bottom - r[floor])
+    edge = floor
     while r[edge - 1] <= level:  # stops at the latest at index 1: r[0] = bottom > level
         edge -= 1
+    rises = [t[i] for i in range(floor + 1, len(t)) if r[i] > level]
     verdict = "plateau_at_top" if edge == len(t) - 1 else "late_start"
-    return StartRecommendation(t[edge], verdict, rule.rule, plateau_level=level)
+    return StartRecommendation(t[edge], verdict, rule.rule, plateau_level=level, rises_after_plateau=rises)
 
 
 def recommend_start(t, mean_ratio, rule: StartRule | None = None) -> StartRecommendation:

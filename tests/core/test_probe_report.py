@@ -36,12 +36,12 @@ def brute_force_start(ts, means, threshold):
 
 def brute_force_plateau(ts, means, threshold, tol):
     """The plateau rule as documented (grid sorted ascending)."""
-    if means[-1] >= threshold:
-        return ts[-1]
-    if means[0] < threshold:
-        return ts[0]
-    level = means[-1] + tol * (means[0] - means[-1])
-    return min(t for i, t in enumerate(ts) if all(m <= level for m in means[i:]))
+    low = min(means)
+    i_floor = max(i for i, m in enumerate(means) if m == low)
+    if low >= threshold or means[0] < threshold:
+        return ts[-1] if low >= threshold else ts[0]
+    level = low + tol * (means[0] - low)
+    return min(ts[i] for i in range(i_floor + 1) if all(m <= level for m in means[i:i_floor + 1]))
 
 
 LEAKY = [[1.0, 0.9], [0.95, 0.85], [0.4, 0.5], [0.1, 0.05], [0.1, 0.12]]  # plateau from the 4th t
@@ -116,7 +116,7 @@ def test_plot_markers_sit_where_the_axes_put_the_table_means():
     # the plateau level is a dashed horizontal line at its ratio
     assert report["recommendation"]["verdict"] == "late_start" and report["recommended_start"] == pytest.approx(0.775)
     level = report["recommendation"]["plateau_level"]
-    assert plot["plateau_level"] == level == pytest.approx(0.11 + 0.1 * (0.95 - 0.11))
+    assert plot["plateau_level"] == level == pytest.approx(0.075 + 0.1 * (0.95 - 0.075))
     py = round(y1 - level / top * (y1 - y0))
     row = [image.getpixel((x, py)) for x in range(x0 + 2, x1 - 2)]
     assert sum(p == pr.COLORS["plateau"] for p in row) > 0.3 * len(row)
@@ -267,3 +267,13 @@ def test_cli_probes_a_toy_model_and_writes_png_json_csv(tmp_path, capsys):
     assert all(len(row["latent_energy_ratios"]) == 4 for row in report["rows"])  # 2 videos x 2 samples pooled
     assert report["plot"]["series"][0]["ratio"] == pytest.approx(pr.mean_ratios(report, "latent_energy"), rel=1e-12)
     assert f"recommended start M = {report['recommended_start']:.4f}" in capsys.readouterr().out
+
+
+def test_ratios_clearly_above_one_are_flagged_as_noise():
+    """Mean − 2·SE > 1 at t = 1 only; t = 0.5 is above 1 but within noise."""
+    report = pr.build_report(make_result([[1.0, 0.98, 1.02], [1.4, 0.7, 1.3], [2.0, 2.1, 1.9]], [0.1, 0.5, 1.0]))
+    flagged = report["noise_not_motion"]
+    assert [w["t"] for w in flagged] == [1.0]
+    assert flagged[0]["ratio"] == pytest.approx(2.0) and flagged[0]["se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert "warning: at t = 1.000 the ratio 2.000" in pr.report_text(report)
+    assert pr.build_report(make_result(LEAKY))["noise_not_motion"] == []

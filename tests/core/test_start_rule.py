@@ -22,16 +22,19 @@ def brute_threshold(ts, rs, threshold):
 
 
 def brute_plateau(ts, rs, threshold, tol):
-    """No leakage (ratio at the largest t >= threshold): the largest t. Else the smallest t such
-    that every t' >= t has ratio <= r_top + tol·(r_bottom − r_top); r_bottom < threshold: the smallest t."""
-    top = rs[ts.index(max(ts))]
-    bottom = rs[ts.index(min(ts))]
-    if top >= threshold:
-        return max(ts)
-    if bottom < threshold:
-        return min(ts)
-    level = top + tol * (bottom - top)
-    return min(t for t in ts if all(r <= level for tt, r in zip(ts, rs) if tt >= t))
+    """Sort by t. Floor = the lowest ratio (the largest t on ties). Not leaking (floor >= threshold):
+    the largest t. No faithful end (ratio at the smallest t < threshold): the smallest t. Else the
+    smallest t such that every t' from t up to the floor's t has ratio <= floor + tol·(bottom − floor)."""
+    pairs = sorted(zip(ts, rs))
+    ts, rs = [p[0] for p in pairs], [p[1] for p in pairs]
+    low = min(rs)
+    t_floor = max(t for t, r in pairs if r == low)
+    if low >= threshold:
+        return ts[-1]
+    if rs[0] < threshold:
+        return ts[0]
+    level = low + tol * (rs[0] - low)
+    return min(t for t in ts if t <= t_floor and all(r <= level for tt, r in pairs if t <= tt <= t_floor))
 
 
 TOY_LIKE_T = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]
@@ -45,10 +48,12 @@ TOY_LIKE_R = [0.998, 0.981, 0.899, 0.726, 0.526, 0.425, 0.243, 0.107, 0.091, 0.0
         (TOY_LIKE_T, TOY_LIKE_R, StartRule("plateau", plateau_tolerance=0.2), 0.7, "late_start"),
         (TOY_LIKE_T, TOY_LIKE_R, StartRule("threshold"), 0.5, "late_start"),  # the half-collapse point
         ([0.2, 0.6, 1.0], [1.0, 0.9, 0.7], StartRule(), 1.0, "no_leakage"),
+        ([0.2, 0.6, 1.0], [1.0, 0.7, 1.3], StartRule(), 1.0, "no_leakage"),
         ([0.2, 0.6, 1.0], [1.0, 0.9, 0.7], StartRule("threshold"), 1.0, "no_leakage"),
         ([0.2, 0.6, 1.0], [0.1, 0.12, 0.1], StartRule(), 0.2, "leaks_everywhere"),
         ([0.2, 0.6, 1.0], [0.4, 0.9, 0.9], StartRule("threshold"), 0.2, "leaks_everywhere"),
         ([0.2, 0.6, 1.0], [1.0, 0.9, 0.1], StartRule(), 1.0, "plateau_at_top"),
+        ([0.2, 0.6, 0.8, 0.9, 1.0], [1.0, 0.6, 0.1, 0.12, 2.0], StartRule(), 0.8, "late_start"),  # an outlier at t = 1 is skipped
         ([1.0, 0.6, 0.2, 0.8, 0.4], [0.1, 0.6, 1.0, 0.12, 0.9], StartRule(), 0.8, "late_start"),  # unsorted grid
         ([0.5], [0.7], StartRule("threshold", threshold=0.8), 0.5, "leaks_everywhere"),
         ([0.2, 0.4, 0.6], [0.8, 0.5, 0.4], StartRule("threshold"), 0.4, "late_start"),  # ratio == threshold passes
@@ -78,6 +83,12 @@ def test_rules_follow_their_definitions(curve, threshold, tol):
     # a larger tolerance widens the plateau: M never moves later
     wider = recommend_start(t, r, StartRule("plateau", threshold, min(tol + 0.04, 0.99)))
     assert wider.m <= plateau.m
+
+
+def test_a_rise_after_the_plateau_is_reported():
+    rec = recommend_start(torch.tensor([0.2, 0.6, 0.8, 0.9, 1.0]), torch.tensor([1.0, 0.6, 0.1, 0.12, 2.0]))
+    assert rec.rises_after_plateau == pytest.approx([1.0]) and "rises above the plateau again at t = 1" in rec.message
+    assert recommend_start(torch.tensor(TOY_LIKE_T), torch.tensor(TOY_LIKE_R)).rises_after_plateau == []
 
 
 def copying_denoiser(x0: torch.Tensor, sigma_switch: float):

@@ -230,15 +230,17 @@ def load_report(host, prefix: str) -> dict:
 
 def brute_force_start(ts: list[float], means: list[float], rule: str, threshold: float, tol: float) -> float:
     """The documented rules, written independently (ts ascending). threshold: the largest t with
-    ratio ≥ threshold at all t' ≤ t. plateau: the smallest t from which every ratio is within
-    tol of the collapse above the ratio at the largest t (edge cases as documented)."""
+    ratio ≥ threshold at all t' ≤ t. plateau: the smallest t from which every ratio up to the lowest
+    ratio's t is within tol of the collapse above that lowest ratio (edge cases as documented)."""
     if rule == "threshold":
         passing = [t for t in ts if all(m >= threshold for tt, m in zip(ts, means) if tt <= t)]
         return max(passing) if passing else min(ts)
-    if means[-1] >= threshold or means[0] < threshold:
-        return ts[-1] if means[-1] >= threshold else ts[0]
-    level = means[-1] + tol * (means[0] - means[-1])
-    return min(t for i, t in enumerate(ts) if all(m <= level for m in means[i:]))
+    low = min(means)
+    i_floor = max(i for i, m in enumerate(means) if m == low)
+    if low >= threshold or means[0] < threshold:
+        return ts[-1] if low >= threshold else ts[0]
+    level = low + tol * (means[0] - low)
+    return min(ts[i] for i in range(i_floor + 1) if all(m <= level for m in means[i:i_floor + 1]))
 
 
 def run_failure(host, prompt) -> str:
