@@ -109,6 +109,23 @@ def _skip_without_packs(name: str, entry: dict | None, server) -> None:
         pytest.skip(f"{name}: needs third-party pack(s) {absent}; pass their folders in CIL_E2E_EXTRA_NODES")
 
 
+def _prompt_differences(page: dict, twin: dict, object_info: dict) -> list[str]:
+    """Node by node, the declared inputs (/object_info) whose value or link differ; inputs a node
+    does not declare (display-only widgets such as PreviewAny's) are not sent to it and are skipped."""
+    out = [f"node {k} only in {'the page' if k in page else 'the twin'}" for k in sorted(set(page) ^ set(twin))]
+    for key in sorted(set(page) & set(twin)):
+        a, b = page[key], twin[key]
+        if a["class_type"] != b["class_type"]:
+            out.append(f"node {key}: {a['class_type']} vs {b['class_type']}")
+            continue
+        spec = object_info.get(a["class_type"], {}).get("input", {})
+        declared = set(spec.get("required", {})) | set(spec.get("optional", {}))
+        for name in sorted(declared & (set(a["inputs"]) | set(b["inputs"]))):
+            if a["inputs"].get(name) != b["inputs"].get(name):
+                out.append(f"#{key} {a['class_type']}.{name}: page {a['inputs'].get(name)!r}, twin {b['inputs'].get(name)!r}")
+    return out
+
+
 def test_workflow_loads_in_the_page(workflow_file, comfy_page, object_info, manifest):
     workflow = _read_ui_workflow(workflow_file)
     name = workflow_file.name
@@ -133,6 +150,11 @@ def test_workflow_loads_in_the_page(workflow_file, comfy_page, object_info, mani
     prompt = comfy_page.browser.js("return (await window.app.graphToPrompt()).output;")
     problems = widget_problems(prompt, object_info)
     assert not problems, f"{name}: widget values the nodes do not accept:\n  " + "\n  ".join(problems)
+    twin_path = workflow_file.parent / "api" / name
+    if twin_path.is_file():  # the page's own prompt is the API twin: links (into widgets too) and values
+        twin = json.loads(twin_path.read_text(encoding="utf-8"))
+        differ = _prompt_differences(prompt, twin, object_info)
+        assert not differ, f"{name}: the page's prompt differs from workflows/api/{name}:\n  " + "\n  ".join(differ)
     comfy_page.fit_view()
     shot = comfy_page.screenshot(workflow_file.stem)
     print(f"{name}: loaded {state['nodeCount']} nodes; screenshot {shot}")
