@@ -96,22 +96,28 @@ def _metric_rows(key: str, motion_pred: torch.Tensor, motion_ref: float) -> list
     return rows
 
 
+def ratios_above_one(ts, means, ses, k: float = 2.0) -> list[dict]:
+    """Grid times whose mean motion ratio exceeds 1 by more than ``k`` standard errors. An exact
+    denoiser predicts the posterior mean E[x0|x_t], and the frame-difference energy (a convex
+    function) of a mean is at most the mean energy (Jensen): averaged over videos, its prediction
+    moves no more than the videos do. A single video can exceed 1 legitimately, but a clear excess
+    most likely is noise in the prediction, not motion."""
+    return [{"t": t, "ratio": m, "se": e} for t, m, e in zip(ts, means, ses)
+            if e is not None and math.isfinite(e) and m - k * e > 1.0]
+
+
 def noise_not_motion(report: dict, key: str = "latent_energy", k: float = 2.0) -> list[dict]:
-    """Grid times whose mean ratio exceeds 1 by more than ``k`` standard errors of the samples.
-    An exact denoiser predicts the posterior mean E[x0|x_t], and the frame-difference energy (a
-    convex function) of a mean is at most the mean energy (Jensen): averaged over videos, its
-    prediction moves no more than the videos do. A single video can exceed 1 legitimately, but a
-    clear excess most likely is noise in the prediction, not motion."""
-    out = []
+    """``ratios_above_one`` on a report's per-sample ratios (SE over samples; needs 2 or more)."""
+    ts, means, ses = [], [], []
     for row in report["rows"]:
         ratios = row[f"{key}_ratios"]
         if len(ratios) < 2:
             continue
         mean = sum(ratios) / len(ratios)
-        se = math.sqrt(sum((v - mean) ** 2 for v in ratios) / (len(ratios) - 1) / len(ratios))
-        if mean - k * se > 1.0:
-            out.append({"t": row["t"], "ratio": mean, "se": se})
-    return out
+        ts.append(row["t"])
+        means.append(mean)
+        ses.append(math.sqrt(sum((v - mean) ** 2 for v in ratios) / (len(ratios) - 1) / len(ratios)))
+    return ratios_above_one(ts, means, ses, k)
 
 
 def build_report(
@@ -151,7 +157,6 @@ def build_report(
         "plateau_tolerance": float(rule.plateau_tolerance),
         "recommendation_metric": "latent_energy",
         "rule": rule.describe(),
-        "noise_not_motion": [],
         "samples_per_t": int(result.motion_pred.shape[1]),
         "metrics": {k: {"name": METRIC_NAMES[k], "reference_motion": float(ref)} for k, (_, ref) in metrics.items()},
         "rows": rows,

@@ -207,8 +207,8 @@ def start_candidates(methods: list[Method], role: str) -> dict[float, str]:
     return {m.m: m.key for m in methods if m.model == role and (m.m >= 1.0 or m.init == "analytic")}
 
 
-def validate_start(cfg: DemoConfig, res_features: dict[str, torch.Tensor], methods: list[Method], probe: dict,
-                   generator: torch.Generator) -> dict:
+def validate_start(cfg: DemoConfig, res_features: dict[str, torch.Tensor], fd_of: dict[str, tuple[float, float]], methods: list[Method],
+                   probe: dict, generator: torch.Generator) -> dict:
     """Per model: the M whose videos have the lowest FD to the real ones (M = 1: from T), each
     M's paired-bootstrap FD excess over it, the band of M within ``se_factor`` SEs, and whether
     each start rule's M (from that model's probe curve) lies in the band. Paired: one resample of
@@ -218,7 +218,7 @@ def validate_start(cfg: DemoConfig, res_features: dict[str, torch.Tensor], metho
     out = {}
     for role in ("baseline", "timenoise"):
         cands = start_candidates(methods, role)
-        fd = {m: M.frechet_distance(real, res_features[k]) for m, k in cands.items()}
+        fd = {m: fd_of[k][0] for m, k in cands.items()}  # the full-data FD of the metrics table
         best = min(fd, key=fd.get)
         boot = {m: [] for m in cands}
         for _ in range(cfg.bootstrap):
@@ -304,7 +304,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     ref_pixels, ref_tracks = make_videos(REFERENCE_SEED, cfg.samples, base.world)
     ref_features = M.feature_matrix(M.video_metrics(ref_pixels, ref_tracks, ref_pixels[:, :, 0]))
     real_floor = M.bootstrap_frechet(features["real"], ref_features, cfg.bootstrap, gen)
-    start_check = validate_start(cfg, features, methods, probe, gen)
+    start_check = validate_start(cfg, features, fd, methods, probe, gen)
     timing["metrics_s"] = time.perf_counter() - t3
     sigma_of = {m.m: float(base.family.sigma_at(m.m)) for m in methods}
     result = DemoResult(cfg, probe, methods, per_video, features, videos, data, fd, real_floor, sigma_of, start_check, timing,

@@ -14,6 +14,11 @@ from pathlib import Path
 
 import torch
 
+try:  # inside the ComfyUI pack, cil_core is a sibling package
+    from ..cil_core.probe_report import ratios_above_one
+except ImportError:  # installed top-level package
+    from cil_core.probe_report import ratios_above_one
+
 from . import plots
 from .metrics import FEATURES
 from .demo import DemoResult
@@ -144,7 +149,7 @@ def answer_analytic(res: DemoResult, k: float) -> dict:
 
 def answer_timenoise(res: DemoResult, k: float) -> dict:
     """Q4: 'no longer denoises' if a TimeNoise probe ratio exceeds 1 by > k·SE (noise, not
-    motion: see cil_core.probe_report.noise_not_motion); 'removes' if its ratio stays ≥ threshold
+    motion: see cil_core.probe_report.ratios_above_one); 'removes' if its ratio stays ≥ threshold
     at every t; 'reduces' if its ratio at the largest t beats the baseline's by > k·SE; sprite
     speed from T is compared too."""
     p = res.probe
@@ -153,7 +158,7 @@ def answer_timenoise(res: DemoResult, k: float) -> dict:
     rb, rt = p["baseline_mean_ratio"][i_hi], p["timenoise_mean_ratio"][i_hi]
     se = math.hypot(p["baseline_ratio_se"][i_hi] or 0.0, p["timenoise_ratio_se"][i_hi] or 0.0)
     min_ratio, max_ratio = min(p["timenoise_mean_ratio"]), max(p["timenoise_mean_ratio"])
-    noisy = [t[i] for i, (m, e) in enumerate(zip(p["timenoise_mean_ratio"], p["timenoise_ratio_se"])) if e is not None and m - k * e > 1.0]
+    noisy = [w["t"] for w in ratios_above_one(t, p["timenoise_mean_ratio"], p["timenoise_ratio_se"], k)]
     if noisy:
         verdict = "no longer denoises"
     elif min_ratio >= p["threshold"]:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from cil_core import probe_report as pr
 from cil_core.families import svd_family
 from cil_core.probe import ProbeResult, probe_leakage
-from cil_core.start_rule import StartRule
+from cil_core.start_rule import StartRule, recommend_start
 from cil_core.validation import CILValueError
 
 
@@ -26,22 +26,6 @@ def make_result(ratios: list[list[float]], ts: list[float] | None = None, ref: f
     ts = ts or pr.grid(0.1, 1.0, len(ratios))
     t = torch.tensor(ts, dtype=torch.float64)
     return ProbeResult(t=t, sigma=svd_family().sigma_at(t), motion_pred=torch.tensor(ratios, dtype=torch.float64) * ref, motion_ref=ref)
-
-
-def brute_force_start(ts, means, threshold):
-    """The threshold rule as documented, written independently of cil_core.start_rule."""
-    passing = [t for t in ts if all(m >= threshold for tt, m in zip(ts, means) if tt <= t)]
-    return (max(passing), True) if passing else (min(ts), False)
-
-
-def brute_force_plateau(ts, means, threshold, tol):
-    """The plateau rule as documented (grid sorted ascending)."""
-    low = min(means)
-    i_floor = max(i for i, m in enumerate(means) if m == low)
-    if low >= threshold or means[0] < threshold:
-        return ts[-1] if low >= threshold else ts[0]
-    level = low + tol * (means[0] - low)
-    return min(ts[i] for i in range(i_floor + 1) if all(m <= level for m in means[i:i_floor + 1]))
 
 
 LEAKY = [[1.0, 0.9], [0.95, 0.85], [0.4, 0.5], [0.1, 0.05], [0.1, 0.12]]  # plateau from the 4th t
@@ -67,15 +51,16 @@ def test_rows_hold_the_ratios_and_their_statistics():
 )
 @settings(max_examples=60, deadline=None)
 def test_recommendation_follows_the_documented_rule(means, threshold):
+    """The report's M is the start rule's answer on the table's means (the rules themselves are
+    checked against brute-force readings of their definitions in test_start_rule.py)."""
     ts = pr.grid(0.05, 1.0, len(means))
-    report = pr.build_report(make_result([[m] for m in means], ts), StartRule("threshold", threshold))
-    m, found = brute_force_start(ts, means, threshold)
-    assert report["recommended_start"] == pytest.approx(m, abs=1e-12)
-    assert report["recommendation_found"] is found and report["start_rule"] == "threshold"
-    assert any(abs(report["recommended_start"] - t) < 1e-12 for t in ts)
-    plateau = pr.build_report(make_result([[m] for m in means], ts), StartRule("plateau", threshold, 0.1))
-    assert plateau["recommended_start"] == pytest.approx(brute_force_plateau(ts, means, threshold, 0.1), abs=1e-12)
-    assert plateau["rule"].startswith("plateau rule") and plateau["recommendation"]["rule"] == "plateau"
+    t, r = torch.tensor(ts, dtype=torch.float64), torch.tensor(means, dtype=torch.float64)
+    for rule in (StartRule("threshold", threshold), StartRule("plateau", threshold, 0.1)):
+        report = pr.build_report(make_result([[m] for m in means], ts), rule)
+        rec = recommend_start(t, r, rule)
+        assert report["recommended_start"] == rec.m and report["recommendation_found"] is rec.found
+        assert report["start_rule"] == rule.rule and report["rule"] == rule.describe()
+        assert any(abs(report["recommended_start"] - v) < 1e-12 for v in ts)
 
 
 def test_csv_and_json_carry_the_same_numbers(tmp_path):
@@ -277,3 +262,9 @@ def test_ratios_clearly_above_one_are_flagged_as_noise():
     assert flagged[0]["ratio"] == pytest.approx(2.0) and flagged[0]["se"] == pytest.approx(0.1 / math.sqrt(3))
     assert "warning: at t = 1.000 the ratio 2.000" in pr.report_text(report)
     assert pr.build_report(make_result(LEAKY))["noise_not_motion"] == []
+
+
+def test_ratios_above_one_needs_a_finite_standard_error():
+    flagged = pr.ratios_above_one([0.5, 0.9, 1.0], [1.5, 3.0, 3.0], [0.1, None, float("nan")])
+    assert flagged == [{"t": 0.5, "ratio": 1.5, "se": 0.1}]
+    assert pr.ratios_above_one([0.5], [1.5], [0.3]) == []  # 1.5 − 2·0.3 < 1: within noise
