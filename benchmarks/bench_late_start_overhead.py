@@ -95,15 +95,13 @@ def setup_cost(host, model, latent, stats, steps: int, loops: int = 50) -> float
     """Seconds per run of what the Late Start Sampler does besides ComfyUI's sampling."""
     import torch
 
-    pack = sys.modules[type(stats).__module__.rsplit(".cil_core", 1)[0] + ".nodes.late_start"]
-    bridge = sys.modules[pack.__name__.rsplit(".", 1)[0] + ".comfy_bridge"]
+    from cil_comfy.sampling import NATIVE_SCHEDULER, AnalyticInitNoise, LateStartPlan
+
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(loops):
-            family = bridge.detect_family(model)
-            sigmas = pack.late_start_schedule(model, family, steps, 0.85, pack.NATIVE_SCHEDULER)
-            spec = pack.InitSpec(family=family, sigma=float(sigmas[0]), stats=stats, naive_mode="paper", fit="strict")
-            pack.AnalyticInitNoise(1, model, spec).generate_noise(latent)
+            plan = LateStartPlan.make(model, steps, 0.85, NATIVE_SCHEDULER, "paper", "strict", stats)
+            AnalyticInitNoise(1, model, plan.spec).generate_noise(latent)
     return (time.perf_counter() - start) / loops
 
 

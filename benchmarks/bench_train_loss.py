@@ -1,7 +1,7 @@
 """TimeNoise training step: our loss vs a straightforward re-implementation of the official one,
 with and without gradient checkpointing — same model, same batch, same optimizer.
 
-  ours      cil_tools.train.loop.training_loss → cil_core.losses.diffusion_loss (family
+  ours      cil_train.loop.training_loss → cil_core.losses.diffusion_loss (family
             preconditioning, TimeNoise on the condition, β as the augmentation input)
   official  EDMLossTimeNoise written out as in the official SVD code: σ = exp(P_mean + P_std·z),
             weight (σ²+1)/σ², c_skip/c_out/c_in of VScalingWithEDMcNoise, logit-normal β_s,
@@ -42,8 +42,8 @@ CONFIGS = [("ours", False), ("official", False), ("ours", True), ("official", Tr
 
 def build(args):
     from cil_core.families import svd_family
-    from cil_tools.train.adapters import Batch
-    from cil_tools.train.toy import TinyAdapter, TinyVideoNet, init_tiny
+    from cil_train.adapters import Batch
+    from cil_train.toy import TinyAdapter, TinyVideoNet, init_tiny
 
     torch.manual_seed(0)
     net = init_tiny(TinyVideoNet(4, args.width, args.depth), 0)
@@ -96,8 +96,8 @@ class SavedBytes:
 def run_config(args, loss_name: str, checkpointing: bool) -> dict:
     from cil_core.losses import LossConfig
     from cil_core.timenoise import TimeNoiseConfig
-    from cil_tools.train import grad_ckpt
-    from cil_tools.train.loop import training_loss
+    from cil_train import grad_ckpt
+    from cil_train.loop import training_loss
 
     adapter, batch = build(args)
     net = adapter.net
@@ -188,17 +188,14 @@ class SavedOnce:
 
 
 def svd_xt_memory(frames: int = 14, height: int = 576, width: int = 1024) -> dict:
-    import comfy.options
+    from cil_comfy.host import boot
 
-    comfy.options.enable_args_parsing(False)
-    from comfy.cli_args import args as comfy_args
-
-    comfy_args.cpu = True
+    boot(device="cpu")
     import comfy.ldm.modules.attention as attention
     import comfy.ops
     import comfy.supported_models as sm
 
-    from cil_tools.train.lora import LoraSet, LoraSpec
+    from cil_train.lora import LoraSet, LoraSpec
 
     cfg = sm.SVD_img2vid(dict(SVD_XT_UNET))
     cfg.set_inference_dtype(torch.bfloat16, None)
@@ -231,7 +228,7 @@ def svd_xt_memory(frames: int = 14, height: int = 576, width: int = 1024) -> dic
 
 def _saved_bytes(model, unet, frames: int, h: int, w: int, checkpointing: bool) -> tuple[int, int]:
     """(bytes saved for backward by one forward, the most any single checkpoint block saves)."""
-    from cil_tools.train import grad_ckpt
+    from cil_train import grad_ckpt
 
     counter, per_block = SavedOnce(), []
     blocks = grad_ckpt.checkpoint_blocks(unet)
@@ -298,9 +295,6 @@ def main(argv=None) -> list[dict]:
 
 def _main(args, argv) -> list[dict]:
     if args.svd_xt_memory:
-        import os
-
-        sys.path.insert(0, os.environ.get("COMFYUI_PATH", "."))
         estimate = svd_xt_memory()
         print_svd_xt_memory(estimate)
         return [estimate]

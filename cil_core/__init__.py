@@ -15,7 +15,7 @@ Never imports ComfyUI. Modules, one idea each:
 
 from .analytic_init import (
     AnalyticStats,
-    comfy_noise_multiplier,
+    noise_for_state,
     estimate_stats,
     initial_distribution,
     naive_initial_distribution,
@@ -42,7 +42,7 @@ __all__ = [
     "TimeNoiseConfig",
     "VPDiscrete",
     "add_condition_noise",
-    "comfy_noise_multiplier",
+    "noise_for_state",
     "dynamicrafter_family",
     "estimate_stats",
     "fit_stats_to_latent",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .families import DiffusionFamily, as_float64
+from .families import DiffusionFamily, as_float64, dynamicrafter_alpha_bar
 from .moments import StreamingMoments
 from .validation import CILValueError, check_finite, check_positive, check_rank
 
@@ -95,36 +95,59 @@ def naive_initial_distribution(family: DiffusionFamily, sigma: float, like: torc
     E[x0] = 0, v = 1 (std √(1 + σ²) in VP/EDM sigma space). ``"empty_latent"``: what ComfyUI's
     sampler does with an empty latent below σ_max, N(0, σ²) — E[x0] = 0, v = 0.
     """
-    if mode not in ("paper", "empty_latent"):
-        raise CILValueError(f"mode={mode!r}; expected 'paper' or 'empty_latent'.")
+    if mode not in NAIVE_MODES:
+        raise CILValueError(f"mode={mode!r}; expected one of {NAIVE_MODES}.")
     zeros = torch.zeros_like(as_float64(like))
     return initial_distribution(family, sigma, zeros, 1.0 if mode == "paper" else 0.0)
+
+
+NAIVE_MODES = ("empty_latent", "paper")
 
 
 def sample_initial_latent(
     family: DiffusionFamily,
     sigma: float,
-    stats: AnalyticStats,
+    stats: AnalyticStats | None,
     *,
+    shape: tuple[int, ...] | None = None,
+    naive_mode: str = "paper",
     batch: int = 1,
+    noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Draw [batch, C, F, H, W] initial sampler states from the Analytic-Init Gaussian."""
-    mean, std = initial_distribution(family, sigma, stats.mean, stats.tr_cov_d)
-    eps = torch.randn((batch, *mean.shape), generator=generator, dtype=torch.float64)
-    return (mean + std * eps).to(dtype)
+    """Initial sampler states x_M = mean + std·ε from the Analytic-Init Gaussian (Eq. 6).
 
-
-def comfy_noise_multiplier(family: DiffusionFamily, sigma: float, tr_cov_d: float) -> float:
-    """k with noise_scaling(σ, k·ε, E[x0]) = Analytic-Init draw: k = √(a²v + b²)/b.
-
-    ComfyUI builds the first state as a·latent + b·noise; with latent = E[x0] (model space)
-    and noise = k·ε this is exactly N(a·E, a²v + b²). Valid while σ < σ_max (no max_denoise).
+    The mean broadcasts as [C, F, H, W] against ``noise`` (any [..., C, F, H, W]); without
+    ``noise`` ε ~ N(0, I) of ``[1, *shape]`` is drawn from ``generator``. Without ``stats`` it is
+    the naive late start ``naive_mode`` (``naive_initial_distribution``) of the given ``shape``.
     """
-    a, b = (float(z) for z in family.scaling(sigma))
-    check_positive("sigma_M", b)
-    return math.sqrt(a * a * tr_cov_d + b * b) / b
+    if stats is None:
+        if shape is None and noise is None:
+            raise CILValueError("a naive late start needs the latent shape (shape=) or the noise to use.")
+        like = torch.zeros(tuple(shape) if shape is not None else noise.shape[-4:], dtype=torch.float64)
+        mean, std = naive_initial_distribution(family, sigma, like, mode=naive_mode)
+    else:
+        mean, std = initial_distribution(family, sigma, stats.mean, stats.tr_cov_d)
+    if noise is None:
+        noise = torch.randn((batch, *mean.shape), generator=generator, dtype=torch.float64)
+    return (mean.to(noise.device, torch.float64) + std * noise.to(torch.float64)).to(dtype)
+
+
+def noise_for_state(state: torch.Tensor, offset: torch.Tensor, gain: float) -> torch.Tensor:
+    """The noise n with offset + gain·n = state: a sampler that forms its first state as an
+    affine map of its noise (ComfyUI's ``noise_scaling``) then starts exactly at ``state``."""
+    if not math.isfinite(gain) or abs(gain) < 1e-12:
+        raise CILValueError(f"the sampler's noise gain is {gain!r}: its first state does not depend on the noise, so it cannot be set.")
+    return (state - offset) / gain
+
+
+def dynamicrafter_init_noise(stats: AnalyticStats, m: int) -> tuple[torch.Tensor, float]:
+    """(mu_p [C, F, H, W], sigma_p) of DynamiCrafter's own Analytic-Init at ``ddpm_from`` = M (VP
+    space, t = M − 1): mu_p = √ᾱ_t·E[x0], sigma_p² = 1 − ᾱ_t + ᾱ_t·tr Cov/d (Eq. 6, α = √ᾱ)."""
+    abar = dynamicrafter_alpha_bar(m)
+    mean, var = optimal_gaussian(math.sqrt(abar), math.sqrt(1.0 - abar), stats.mean, stats.tr_cov_d)
+    return mean, math.sqrt(var)
 
 
 def isotropic_gaussian_cross_entropy(q_mean: torch.Tensor, q_tr_cov_d: float, mu: torch.Tensor, s2: float) -> float:

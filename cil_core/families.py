@@ -335,6 +335,18 @@ def dynamicrafter_family() -> VPDiscrete:
     return VPDiscrete(zero_terminal_snr=True, prediction="v")
 
 
+def dynamicrafter_alpha_bar(m: int) -> float:
+    """ᾱ at DynamiCrafter's index t = M − 1 (``ddpm_from`` = M ∈ 1..1000), as lvdm computes it:
+    its zero-terminal-SNR schedule ends at ᾱ_999 = 0 exactly, where ComfyUI (and this module,
+    which mirrors ComfyUI) clamps it to 4.9e-8."""
+    family = dynamicrafter_family()
+    if int(m) != m or not 1 <= m <= family.num_steps:
+        raise CILValueError(f"M={m} is outside 1..{family.num_steps}: DynamiCrafter's ddpm_from counts timesteps (1000 = pure noise).")
+    if m == family.num_steps:
+        return 0.0
+    return float(family.alphas_cumprod[int(m) - 1])
+
+
 def svd_family() -> EDM:
     return EDM(sigma_lo=0.002, sigma_hi=700.0, prediction="v")
 

@@ -14,6 +14,26 @@ from .validation import CILValueError, check_rank
 LAYOUTS = ("TCHW", "BCTHW")
 
 
+def latent_layout(samples: torch.Tensor) -> str:
+    """'TCHW' for a 4-D latent (frames as batch), 'BCTHW' for a 5-D batch of videos."""
+    if samples.dim() == 4:
+        return "TCHW"
+    if samples.dim() == 5:
+        return "BCTHW"
+    raise CILValueError(
+        f"LATENT has shape {tuple(samples.shape)}; expected a 4-D frames-as-batch latent [T, C, H, W] "
+        "(SVD, DynamiCrafter) or a 5-D video latent [B, C, T, H, W] (Wan, LTX, HunyuanVideo)."
+    )
+
+
+def video_shape(samples: torch.Tensor) -> tuple[int, int, int, int]:
+    """(C, F, H, W) of one video of a ComfyUI latent."""
+    if latent_layout(samples) == "TCHW":
+        t, c, h, w = samples.shape
+        return (c, t, h, w)
+    return tuple(samples.shape[1:])  # type: ignore[return-value]
+
+
 def to_cfhw(latent: torch.Tensor, layout: str) -> torch.Tensor:
     """One video from a ComfyUI latent tensor, as CFHW (the first video of a BCTHW batch)."""
     if layout == "TCHW":
@@ -22,16 +42,6 @@ def to_cfhw(latent: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "BCTHW":
         check_rank("latent", latent, (5,), "[batch, channels, frames, height, width]")
         return latent[0]
-    raise CILValueError(f"layout={layout!r}; expected one of {LAYOUTS}.")
-
-
-def batch_to_cfhw(latent: torch.Tensor, layout: str) -> torch.Tensor:
-    """All videos of a ComfyUI latent tensor as [N, C, F, H, W] (TCHW holds one video)."""
-    if layout == "TCHW":
-        return to_cfhw(latent, layout).unsqueeze(0)
-    if layout == "BCTHW":
-        check_rank("latent", latent, (5,), "[batch, channels, frames, height, width]")
-        return latent
     raise CILValueError(f"layout={layout!r}; expected one of {LAYOUTS}.")
 
 
@@ -49,3 +59,10 @@ def from_cfhw(video: torch.Tensor, layout: str, batch: int = 1) -> torch.Tensor:
     if layout == "BCTHW":
         return video.contiguous()
     raise CILValueError(f"layout={layout!r}; expected one of {LAYOUTS}.")
+
+
+def cfhw_to_layout(video: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A CFHW tensor broadcast to the layout and batch of the ComfyUI latent ``like`` (a view)."""
+    if latent_layout(like) == "TCHW":
+        return video.permute(1, 0, 2, 3)
+    return video.unsqueeze(0).expand(like.shape[0], *video.shape)

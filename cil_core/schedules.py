@@ -109,6 +109,15 @@ def late_start_sigmas(family: DiffusionFamily, steps: int, start: StartTime, *, 
     raise CILValueError(f"no late-start schedule for family {type(family).__name__}.")
 
 
+def denoise_rule_length(steps: int, m: float) -> int:
+    """Schedule length of ComfyUI's ``denoise = M`` rule (KSampler.set_steps, BasicScheduler):
+    a scheduler builds int(steps/M) steps over the whole range and the last ``steps`` are kept,
+    so the start lies near, not at, σ(M)."""
+    _check_steps(steps)
+    m = check_fraction("M", m)
+    return int(steps) if m > 0.9999 else int(steps / m)
+
+
 def _check_steps(steps: int) -> None:
     if int(steps) != steps or steps < 1:
         raise CILValueError(f"steps={steps!r} must be a whole number >= 1.")

@@ -12,6 +12,7 @@ The paper adds per-element noise ε ~ N(0, I); the official SVD code draws one s
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +58,26 @@ class TimeNoiseConfig:
         if ((q <= 0) | (q >= 1)).any():
             raise CILValueError(f"quantile q must lie in (0, 1); got range [{float(q.min())}, {float(q.max())}].")
         return self.beta_m * torch.sigmoid(self.mu(t) + self.s * torch.special.ndtri(q))
+
+
+BETA_MODES = ("sampled", "quantile")
+
+
+def beta_at(config: TimeNoiseConfig, t: float, mode: str = "sampled", quantile: float = 0.5,
+            generator: torch.Generator | None = None) -> float:
+    """One β_s at time t: a draw from the TimeNoise law (``sampled``, as in training) or its
+    ``quantile`` (deterministic; q = 0.5 is the median β_m·sigmoid(μ(t)))."""
+    if mode == "quantile":
+        return float(config.quantile(quantile, t))
+    if mode == "sampled":
+        return float(config.sample(t, generator))
+    raise CILValueError(f"mode={mode!r}; expected one of {BETA_MODES}.")
+
+
+def seed_for_call(seed: int, sigma: float) -> int:
+    """A seed fixed by (seed, σ): the same model call in a re-run draws the same condition noise."""
+    bits = struct.unpack(">Q", struct.pack(">d", float(sigma)))[0]
+    return (int(seed) * 0x9E3779B97F4A7C15 ^ bits) % (2**63 - 1)
 
 
 def add_condition_noise(

@@ -7,21 +7,16 @@ Two sources of a model:
     --checkpoint FILE --video V  an SVD image-to-video checkpoint, loaded and conditioned with
                                ComfyUI's own code (comfy.sd.load_checkpoint_guess_config,
                                SVD_img2vid_Conditioning) from $COMFYUI_PATH, and probed by the
-                               Leakage Probe node's own engine (nodes/probe_nodes.measure).
+                               Leakage Probe node's own engine (cil_comfy.probe.measure).
 Writes <out>/<name>.png (plot), .json and .csv (table) and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 
 HELP = "measure conditional image leakage of a model on a video (Leakage Probe)"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PACK_MODULE = "cil_headless_pack"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -110,10 +105,8 @@ TOY_ALIASES = {"baseline": "edm_baseline", "timenoise": "edm_timenoise"}
 
 def load_toy(which: str):
     """A cil_toy ToyModel (net, family, codec, world) by shipped name, alias or path."""
-    try:
-        from cil_toy.weights_io import load_toy_model
-    except ImportError as exc:
-        raise _error(f"the toy world's model loader is not available in this build ({exc}); use --checkpoint.") from exc
+    from cil_toy.weights_io import load_toy_model
+
     return load_toy_model(TOY_ALIASES.get(which, which))
 
 
@@ -218,19 +211,6 @@ def _cover_crop(image, width: int, height: int):
     return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3).float() / 255.0
 
 
-def pack_module(name: str):
-    """A module of this pack's ComfyUI side (e.g. "nodes.probe_nodes"), imported the way ComfyUI
-    imports a custom node (as a package from the repo folder; the repo never goes on sys.path)."""
-    if not (REPO_ROOT / "nodes" / "probe_nodes.py").is_file():
-        raise _error("the ComfyUI side of the pack (nodes/) is not next to cil_tools: run from a source checkout.")
-    if PACK_MODULE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK_MODULE, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK_MODULE] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{PACK_MODULE}.{name}")
-
-
 def probe_checkpoint(args, t_grid: list[float]) -> dict:
     """Load an SVD checkpoint and condition on the video's first frame with ComfyUI's own code,
     then run the node's engine."""
@@ -238,22 +218,14 @@ def probe_checkpoint(args, t_grid: list[float]) -> dict:
         raise _error("--checkpoint needs --video (the reference video).")
     if not Path(args.checkpoint).is_file():
         raise _error(f"--checkpoint {args.checkpoint!r} does not exist.")
-    from cil_tools.train.comfy_host import boot
+    from cil_comfy.host import boot
 
-    comfy = boot(device=args.device)
+    boot(device=args.device)
     frames = load_video(args.video, args.frames, args.stride, args.width, args.height)
-    model, _, vae, clip_vision = comfy.sd.load_checkpoint_guess_config(
-        args.checkpoint, output_vae=True, output_clip=False, output_clipvision=True
-    )[:4]
-    if model is None or clip_vision is None or type(model.model).__name__ != "SVD_img2vid":
-        found = "no diffusion model" if model is None else type(model.model).__name__
-        raise _error(f"--checkpoint {args.checkpoint!r} is not an SVD image-to-video checkpoint with CLIP vision ({found}); "
-                     "other models: use the Leakage Probe node in ComfyUI.")
-    from comfy_extras.nodes_video_model import SVD_img2vid_Conditioning
+    from cil_comfy.loaders import load_svd_conditioned
 
-    positive, negative, _ = SVD_img2vid_Conditioning().encode(
-        clip_vision, frames[:1], vae, args.width, args.height, frames.shape[0], args.motion_bucket, args.fps, args.augmentation
-    )
+    model, positive, negative, vae = load_svd_conditioned(args.checkpoint, frames, args.width, args.height, args.motion_bucket,
+                                                          args.fps, args.augmentation)
     return probe_with_comfy(model, positive, negative, frames, vae, args, t_grid, source=args.checkpoint)
 
 
@@ -261,15 +233,14 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
     """The node's engine (``measure``) on a ComfyUI MODEL + conditioning + IMAGE frames."""
     import torch
 
+    from cil_comfy.probe import ProbeSettings, measure
     from cil_core.probe_report import optical_flow_available
 
-    engine = pack_module("nodes.probe_nodes")
-    rule = engine.StartRule(args.rule, args.threshold, args.plateau_tolerance)  # the pack's own class
-    settings = engine.ProbeSettings(t_grid, args.samples, args.seed, args.cfg, rule, args.max_batch, args.pixel_metric)
+    settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric)
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
     bar, tick = _progress(len(t_grid) * args.samples * (2 if flow else 1), "probing")
     with torch.inference_mode():
-        run = engine.measure(model, positive, negative, settings, video_frames=frames, vae=vae, progress=tick)
+        run = measure(model, positive, negative, settings, video_frames=frames, vae=vae, progress=tick)
     bar.close()
     run.report["meta"]["source"] = source
     return run.report

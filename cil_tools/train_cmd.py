@@ -23,8 +23,8 @@ def register(subparsers, name: str) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from cil_tools.train.config import load_config
-    from cil_tools.train.run import run_training
+    from cil_train.config import load_config
+    from cil_train.run import run_training
 
     cfg = load_config(args.config)
     run_section = cfg.run
@@ -35,5 +35,10 @@ def run(args) -> int:
     if args.no_progress:
         run_section = replace(run_section, progress=False)
     cfg = replace(cfg, run=run_section).validate()
-    run_training(cfg, resume=args.resume)
+    if cfg.model.kind == "tiny":
+        run_training(cfg, resume=args.resume)
+    else:
+        from cil_comfy.training import adapter_from_config
+
+        run_training(cfg, resume=args.resume, adapter=adapter_from_config(cfg))
     return 0

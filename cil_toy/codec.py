@@ -17,10 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.validation import CILValueError, check_rank
-except ImportError:  # installed top-level package
-    from cil_core.validation import CILValueError, check_rank
+from cil_core.validation import CILValueError, check_rank
 
 
 

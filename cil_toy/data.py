@@ -28,10 +28,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.validation import CILValueError
-except ImportError:  # installed top-level package
-    from cil_core.validation import CILValueError
+from cil_core.validation import CILValueError
 
 # Saturated sprite colours in [0, 1] RGB; backgrounds keep saturation ≤ ``bg_max_saturation``.
 SPRITE_PALETTE = torch.tensor(

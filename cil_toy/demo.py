@@ -24,20 +24,12 @@ from pathlib import Path
 
 import torch
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.analytic_init import AnalyticStats
-    from ..cil_core.probe import probe_leakage
-    from ..cil_core.schedules import StartTime
-    from ..cil_core.start_rule import START_RULES, StartRule, recommend_start
-    from ..cil_core.stats_io import load_stats
-    from ..cil_core.validation import CILValueError, check_fraction
-except ImportError:  # installed top-level package
-    from cil_core.analytic_init import AnalyticStats
-    from cil_core.probe import probe_leakage
-    from cil_core.schedules import StartTime
-    from cil_core.start_rule import START_RULES, StartRule, recommend_start
-    from cil_core.stats_io import load_stats
-    from cil_core.validation import CILValueError, check_fraction
+from cil_core.analytic_init import AnalyticStats
+from cil_core.probe import probe_leakage
+from cil_core.schedules import StartTime
+from cil_core.start_rule import START_RULES, StartRule, recommend_start
+from cil_core.stats_io import load_stats
+from cil_core.validation import CILValueError, check_fraction
 
 from . import metrics as M
 from .data import SpriteTracks, held_out_set, make_videos

@@ -29,12 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.motion import first_frame_psnr, frame_difference_energy
-    from ..cil_core.validation import CILValueError, check_rank
-except ImportError:  # installed top-level package
-    from cil_core.motion import first_frame_psnr, frame_difference_energy
-    from cil_core.validation import CILValueError, check_rank
+from cil_core.motion import first_frame_psnr, frame_difference_energy
+from cil_core.validation import CILValueError, check_rank
 
 from .data import SpriteTracks
 

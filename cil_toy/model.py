@@ -24,12 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.families import EDM, DiffusionFamily, VPDiscrete
-    from ..cil_core.validation import CILValueError
-except ImportError:  # installed top-level package
-    from cil_core.families import EDM, DiffusionFamily, VPDiscrete
-    from cil_core.validation import CILValueError
+from cil_core.families import EDM, DiffusionFamily, VPDiscrete
+from cil_core.validation import CILValueError
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import torch
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.probe_report import ratios_above_one
-except ImportError:  # installed top-level package
-    from cil_core.probe_report import ratios_above_one
+from cil_core.probe_report import ratios_above_one
 
 from . import plots
 from .metrics import FEATURES

@@ -16,16 +16,10 @@ from collections.abc import Callable
 
 import torch
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.analytic_init import AnalyticStats, initial_distribution, naive_initial_distribution
-    from ..cil_core.families import DiffusionFamily
-    from ..cil_core.schedules import StartTime, late_start_sigmas
-    from ..cil_core.validation import CILValueError
-except ImportError:  # installed top-level package
-    from cil_core.analytic_init import AnalyticStats, initial_distribution, naive_initial_distribution
-    from cil_core.families import DiffusionFamily
-    from cil_core.schedules import StartTime, late_start_sigmas
-    from cil_core.validation import CILValueError
+from cil_core.analytic_init import AnalyticStats, initial_distribution, naive_initial_distribution
+from cil_core.families import DiffusionFamily
+from cil_core.schedules import StartTime, late_start_sigmas
+from cil_core.validation import CILValueError
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B, ...], sigma [B]) -> x̂0
 INITS = ("naive", "analytic")

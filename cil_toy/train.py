@@ -19,16 +19,10 @@ from pathlib import Path
 
 import torch
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.families import EDM, DiffusionFamily, VPDiscrete, dynamicrafter_family
-    from ..cil_core.losses import LossConfig, diffusion_loss, sample_training_sigmas
-    from ..cil_core.timenoise import TimeNoiseConfig
-    from ..cil_core.validation import CILValueError
-except ImportError:  # installed top-level package
-    from cil_core.families import EDM, DiffusionFamily, VPDiscrete, dynamicrafter_family
-    from cil_core.losses import LossConfig, diffusion_loss, sample_training_sigmas
-    from cil_core.timenoise import TimeNoiseConfig
-    from cil_core.validation import CILValueError
+from cil_core.families import EDM, DiffusionFamily, VPDiscrete, dynamicrafter_family
+from cil_core.losses import LossConfig, diffusion_loss, sample_training_sigmas
+from cil_core.timenoise import TimeNoiseConfig
+from cil_core.validation import CILValueError
 
 from .codec import LatentCodec
 from .data import WorldConfig, training_batches
@@ -207,10 +201,7 @@ class Recipe:
 
 def estimate_toy_stats(recipe: Recipe, codec: LatentCodec, world: WorldConfig, meta: dict[str, str]):
     """Analytic-Init stats (E[x0], tr Cov/d) of model-space latents of ``stats_videos`` training videos."""
-    try:  # inside the ComfyUI pack, cil_core is a sibling package
-        from ..cil_core.analytic_init import estimate_stats
-    except ImportError:  # installed top-level package
-        from cil_core.analytic_init import estimate_stats
+    from cil_core.analytic_init import estimate_stats
 
     batch = 256
     stream = training_batches(recipe.seed + 500, batch, world)
@@ -221,10 +212,7 @@ def estimate_toy_stats(recipe: Recipe, codec: LatentCodec, world: WorldConfig, m
 
 def train_shipped_set(recipe: Recipe, out_dir, *, command: str, threads: int = 1, progress: bool = True) -> list[tuple[Path, float]]:
     """Stats + EDM pre-train + baseline/TimeNoise fine-tunes (+ the VP pair); returns (path, seconds)."""
-    try:  # inside the ComfyUI pack, cil_core is a sibling package
-        from ..cil_core.stats_io import save_stats
-    except ImportError:  # installed top-level package
-        from cil_core.stats_io import save_stats
+    from cil_core.stats_io import save_stats
     from tqdm.auto import tqdm
 
     from .weights_io import SHIPPED, STATS_FILE, save_toy_model

@@ -21,14 +21,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-try:  # inside the ComfyUI pack, cil_core is a sibling package
-    from ..cil_core.families import DiffusionFamily, family_from_description
-    from ..cil_core.stats_io import atomic_save_safetensors
-    from ..cil_core.validation import CILValueError
-except ImportError:  # installed top-level package
-    from cil_core.families import DiffusionFamily, family_from_description
-    from cil_core.stats_io import atomic_save_safetensors
-    from cil_core.validation import CILValueError
+from cil_core.families import DiffusionFamily, family_from_description
+from cil_core.stats_io import atomic_save_safetensors
+from cil_core.validation import CILValueError
 
 from .codec import LatentCodec
 from .data import WorldConfig

@@ -1,4 +1,6 @@
-"""ComfyUI adapters (V3 schema). Thin: unpack ComfyUI containers, call cil_core, wrap results.
+"""ComfyUI adapters (V3 schema). Thin: a node unpacks ComfyUI's containers, makes one call into a
+library (mostly ``cil_comfy``) and wraps the result.
 
-Only relative imports here: ComfyUI has a top-level module called ``nodes`` too.
+This package is only ever imported as ``<pack>.nodes`` (ComfyUI has a top-level ``nodes`` module
+too): modules here import each other relatively and the libraries by their absolute names.
 """

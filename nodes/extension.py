@@ -7,12 +7,15 @@ import logging
 
 from comfy_api.latest import ComfyExtension, io
 
+from cil_comfy.paths import register_models_folders
+
 # Modules of this package that define NODES: list[type[io.ComfyNode]].
-NODE_MODULES = ("probe_nodes", "nodes_analytic_init", "nodes_stats", "train_nodes", "nodes_timenoise", "nodes_dynamicrafter", "nodes_toy")
+NODE_MODULES = ("late_start", "timenoise", "stats", "probe", "train", "dynamicrafter", "toy")
 
 
 class CILExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        register_models_folders()  # before any schema lists the folders' files (ComfyUI calls no on_load)
         found: list[type[io.ComfyNode]] = []
         for name in NODE_MODULES:
             try:

@@ -1,193 +1,184 @@
-"""Late start + Analytic-Init inside ComfyUI's own samplers (no sampler is re-implemented).
+"""Late start + Analytic-Init (paper Sec. 4.1, Prop. 1): three ways into ComfyUI's samplers.
 
-ComfyUI forms the first sampler state as ``x = noise_scaling(σ0, noise, latent_in, max_denoise)``
-(comfy/samplers.py, KSAMPLER.sample), an affine map of ``noise``. The Analytic-Init state x_M is
-drawn in the model's space from cil_core's optimal Gaussian and then handed to the sampler either
-
-- as a NOISE object (``AnalyticInitNoise``): ``noise = (x_M − offset)/gain`` with offset and
-  gain read from the model's own ``noise_scaling`` for the latent the sampler will see, the
-  max-denoise case (σ_M ≥ σ_max) included; or
-- as a LATENT for a sampler that adds no noise (``state_to_latent``): ``process_out(x_M/gain)``.
-
-The standard normal draw ε comes from ``comfy.sample.prepare_noise(latent, seed)``, the same ε
-KSampler draws for that seed, so with zero stats (E = 0, v = 0) the result equals ComfyUI's
-own late start from an empty latent.
+- CIL_LateStartSampler: one node, like KSampler, plus the start M and optional stats.
+- CIL_LateStartSigmas: SIGMAS from σ_M to 0 and the matching Analytic-Init NOISE, for
+  SamplerCustomAdvanced (bit-identical to the one-node sampler for the same seed).
+- CIL_AnalyticInitLatent: the initial state as a LATENT for a sampler that adds no noise
+  (SamplerCustom add_noise off, or SamplerCustomAdvanced with DisableNoise) and starts at σ_M.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from comfy_api.latest import io
 
-import torch
+from cil_comfy.sampling import (
+    NATIVE_SCHEDULER,
+    analytic_init_latent,
+    late_start_sample,
+    late_start_sigmas_and_noise,
+    sampler_names,
+    scheduler_names,
+)
+from cil_core.analytic_init import NAIVE_MODES
+from cil_core.stats_io import FIT_POLICIES
 
-from ..cil_core.analytic_init import AnalyticStats, initial_distribution, naive_initial_distribution
-from ..cil_core.families import DiffusionFamily
-from ..cil_core.schedules import StartTime, late_start_sigmas
-from ..cil_core.stats_io import fit_stats_to_latent
-from ..cil_core.validation import CILValueError, check_fraction
-from .comfy_bridge import cfhw_to_layout, family_label, latent_format_name, sampler_latent_in, video_shape
+from .common import Stats, show_text, validate_m
 
-NATIVE_SCHEDULER = "cil_late_start"
-NAIVE_MODES = ("empty_latent", "paper")
-FIT_POLICIES = ("strict", "resample")
+CATEGORY = "CIL/analytic_init"
 
-
-def scheduler_names() -> list[str]:
-    import comfy.samplers
-
-    return [NATIVE_SCHEDULER, *comfy.samplers.SCHEDULER_NAMES]
-
-
-def sampler_names() -> list[str]:
-    import comfy.samplers
-
-    return list(comfy.samplers.SAMPLER_NAMES)
-
-
-def late_start_schedule(model, family: DiffusionFamily, steps: int, m: float, scheduler: str) -> torch.Tensor:
-    """float32 SIGMAS from the start at M to 0.
-
-    ``cil_late_start``: the paper's spacing for the family (cil_core.late_start_sigmas: Karras for
-    EDM, DDIM uniform_trailing for VP, shifted-linear for flow). Any ComfyUI scheduler: ComfyUI's
-    own ``denoise = M`` rule (BasicScheduler / KSampler): int(steps/M) steps, last steps + 1 kept.
-    """
-    check_fraction("M", m)
-    if scheduler == NATIVE_SCHEDULER:
-        return late_start_sigmas(family, int(steps), StartTime(fraction=m)).to(torch.float32)
-    import comfy.samplers
-
-    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
-        raise CILValueError(f"scheduler={scheduler!r}; expected {NATIVE_SCHEDULER!r} or one of {comfy.samplers.SCHEDULER_NAMES}.")
-    ms = model.get_model_object("model_sampling")
-    total = int(steps) if m > 0.9999 else int(steps / m)
-    sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, total).cpu().to(torch.float32)
-    return sigmas[-(int(steps) + 1):]
+TIP_MODEL = "The diffusion model. Its sampling family (VP/EDM/flow) and sigma table are read from it, object patches included."
+TIP_M = (
+    "Start time M as a fraction of the diffusion time T, in (0, 1]. Sampling starts at sigma_M = sigma(M) "
+    "instead of at pure noise. Paper defaults: 0.96 for DynamiCrafter/VideoCrafter; SVD's official sigma_M = 100 "
+    "is M ≈ 0.85. Smaller M = less noise = more motion fidelity to stats, but too small hurts quality."
+)
+TIP_STATS = (
+    "Optional Analytic-Init stats (E[x0] and tr Cov/d in model space) from Load/Estimate Analytic Stats. "
+    "Without stats the start is the naive late start selected by naive_mode."
+)
+TIP_NAIVE = (
+    "Used only WITHOUT stats. 'empty_latent': N(0, sigma_M^2), what ComfyUI does with an empty latent. "
+    "'paper': the paper's naive baseline N(0, I) in its own space (E = 0, tr Cov/d = 1)."
+)
+TIP_FIT = (
+    "What to do when the stats' frames/height/width differ from the latent: 'strict' refuses; 'resample' "
+    "resamples E[x0] (area/trilinear, cil_core's documented rule) and keeps tr Cov/d. Channel counts must match."
+)
+TIP_SEED = "Seed of the Gaussian draw (the same standard normal noise KSampler draws for this seed)."
+TIP_SCHEDULER = (
+    f"'{NATIVE_SCHEDULER}': the paper's spacing from sigma_M to 0 (Karras for EDM/SVD, DDIM uniform_trailing "
+    "for VP/DynamiCrafter, shifted-linear for flow/Wan). Any other: ComfyUI's scheduler with denoise = M "
+    "(int(steps/M) steps, last steps kept), so the start is only approximately sigma(M)."
+)
 
 
-def native_start_sigma(family: DiffusionFamily, m: float) -> float:
-    """σ_M: the first sigma of the ``cil_late_start`` schedule for this M (any step count)."""
-    return float(late_start_sigmas(family, 1, StartTime(fraction=check_fraction("M", m))).to(torch.float32)[0])
+def _widgets_common() -> list:
+    return [
+        io.Combo.Input("naive_mode", options=list(NAIVE_MODES), default="empty_latent", tooltip=TIP_NAIVE),
+        io.Combo.Input("fit", options=list(FIT_POLICIES), default="strict", tooltip=TIP_FIT),
+        Stats.Input("stats", optional=True, tooltip=TIP_STATS),
+    ]
 
 
-def max_denoise(model, sigma: float) -> bool:
-    """ComfyUI's Sampler.max_denoise rule: σ0 at (rel. 1e-5) or above the model's sigma_max."""
-    sigma_max = float(model.get_model_object("model_sampling").sigma_max)
-    return math.isclose(sigma_max, sigma, rel_tol=1e-05) or sigma > sigma_max
+def _m_input(default: float = 0.96):
+    return io.Float.Input("M", default=default, min=0.001, max=1.0, step=0.001, tooltip=TIP_M)
 
 
-@dataclass
-class InitSpec:
-    """Everything that fixes the initial distribution at σ_M, except the latent's shape."""
-
-    family: DiffusionFamily
-    sigma: float
-    stats: AnalyticStats | None = None
-    naive_mode: str = "empty_latent"
-    fit: str = "strict"
-    stats_name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.naive_mode not in NAIVE_MODES:
-            raise CILValueError(f"naive_mode={self.naive_mode!r}; expected one of {NAIVE_MODES}.")
-        if self.fit not in FIT_POLICIES:
-            raise CILValueError(f"fit={self.fit!r}; expected one of {FIT_POLICIES}.")
-
-    def fitted_stats(self, samples: torch.Tensor) -> AnalyticStats | None:
-        if self.stats is None:
-            return None
-        return fit_or_explain(self.stats, video_shape(samples), self.fit, "this latent")
-
-    def moments(self, samples: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """(mean in the latent's layout, float64; scalar std) of x_M in model space."""
-        stats = self.fitted_stats(samples)
-        if stats is None:
-            zeros = torch.zeros(video_shape(samples), dtype=torch.float64)
-            mean, std = naive_initial_distribution(self.family, self.sigma, zeros, mode=self.naive_mode)
-        else:
-            mean, std = initial_distribution(self.family, self.sigma, stats.mean, stats.tr_cov_d)
-        return cfhw_to_layout(mean, samples), std
-
-    def describe(self, samples: torch.Tensor | None = None) -> str:
-        head = f"late start at sigma_M={self.sigma:.6g} on {family_label(self.family)}"
-        if self.stats is None:
-            law = "N(0, sigma_M^2) (ComfyUI's empty latent)" if self.naive_mode == "empty_latent" else "N(0, I) in the paper's space"
-            return f"{head}; NO stats: naive late start, mode '{self.naive_mode}' = {law}."
-        c, f, h, w = self.stats.shape
-        name = f" '{self.stats_name}'" if self.stats_name else ""
-        text = f"{head}; Analytic-Init from stats{name} [C,F,H,W]=[{c},{f},{h},{w}], tr Cov/d={self.stats.tr_cov_d:.6g}"
-        if samples is not None and tuple(video_shape(samples)) != self.stats.shape:
-            text += f", resampled to {list(video_shape(samples))} ({self.fit})"
-        return text + "."
-
-
-def fit_or_explain(stats: AnalyticStats, shape, policy: str, what: str) -> AnalyticStats:
-    """cil_core.fit_stats_to_latent with a message that names the node option to change."""
-    try:
-        return fit_stats_to_latent(stats, tuple(shape), policy=policy)
-    except CILValueError as exc:
-        hint = ""
-        if policy == "strict" and stats.shape[0] == shape[0]:
-            hint = " Set fit to 'resample' to resample E[x0] to this size (cil_core's documented rule)."
-        raise CILValueError(f"Analytic-Init stats do not fit {what}: {exc}{hint}") from None
-
-
-def draw_state(spec: InitSpec, samples: torch.Tensor, seed: int, batch_index=None) -> torch.Tensor:
-    """x_M in model space, float32, the latent's shape: mean + std·ε with KSampler's ε for ``seed``."""
-    import comfy.sample
-
-    mean, std = spec.moments(samples)
-    eps = comfy.sample.prepare_noise(samples, seed, batch_index).to(torch.float32)
-    return mean.to(torch.float32) + std * eps
-
-
-def _noise_scaling(model, sigma: float, noise: torch.Tensor, latent: torch.Tensor, sigma0_is_max: bool) -> torch.Tensor:
-    ms = model.get_model_object("model_sampling")
-    return ms.noise_scaling(torch.tensor(sigma, dtype=torch.float32), noise, latent, sigma0_is_max)
-
-
-def state_to_noise(model, sigma: float, x_m: torch.Tensor, latent_in: torch.Tensor) -> torch.Tensor:
-    """The NOISE that makes ComfyUI's first state equal x_M (inverse of noise_scaling in ``noise``)."""
-    md = max_denoise(model, sigma)
-    offset = _noise_scaling(model, sigma, torch.zeros_like(x_m), latent_in.to(x_m.dtype), md)
-    gain = _noise_scaling(model, sigma, torch.ones(()), torch.zeros(()), md)
-    return (x_m - offset) / gain
-
-
-def state_to_latent(model, sigma: float, x_m: torch.Tensor) -> torch.Tensor:
-    """Raw-space LATENT that a no-noise sampler starting at σ_M turns into x_M."""
-    gain = float(_noise_scaling(model, sigma, torch.zeros(()), torch.ones(()), max_denoise(model, sigma)))
-    if abs(gain) < 1e-6:
-        raise CILValueError(
-            f"at sigma_M={sigma:g} this model keeps no trace of the latent (flow models at M = 1), so the "
-            "state cannot be passed as a LATENT; use CIL_LateStartSigmas' NOISE output or M < 1."
+class LateStartSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CIL_LateStartSampler",
+            display_name="Late Start Sampler",
+            category="CIL/sampling",
+            description=(
+                "KSampler with a late start: `steps` steps spaced over [0, M] starting from the Analytic-Init "
+                "Gaussian at sigma_M (paper Sec. 4.1). Without stats it uses the naive late start named in the output text."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip=TIP_MODEL),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=TIP_SEED),
+                io.Int.Input("steps", default=25, min=1, max=1000, tooltip="Number of sampling steps between sigma_M and 0."),
+                io.Float.Input("cfg", default=3.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale, as in KSampler."),
+                io.Combo.Input("sampler_name", options=sampler_names(), default="euler", tooltip="ComfyUI sampler (as in KSampler)."),
+                io.Combo.Input("scheduler", options=scheduler_names(), default=NATIVE_SCHEDULER, tooltip=TIP_SCHEDULER),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning from the I2V conditioning node."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning from the I2V conditioning node."),
+                io.Latent.Input("latent_image", tooltip="The (empty) video latent from the I2V conditioning node; it fixes the shape."),
+                _m_input(),
+                *_widgets_common(),
+            ],
+            outputs=[io.Latent.Output(display_name="LATENT"), io.String.Output(display_name="info")],
+            hidden=[io.Hidden.unique_id],
         )
-    return model.get_model_object("latent_format").process_out(x_m / gain)
+
+    @classmethod
+    def validate_inputs(cls, M=None) -> bool | str:
+        return validate_m(M)
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, M,
+                naive_mode, fit, stats=None) -> io.NodeOutput:
+        latent, info = late_start_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                         latent_image, M, naive_mode, fit, stats)
+        show_text(cls, info)
+        return io.NodeOutput(latent, info)
 
 
-class AnalyticInitNoise:
-    """A ComfyUI NOISE (``seed`` + ``generate_noise(latent)``) that starts the sampler at x_M."""
+class LateStartSigmas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CIL_LateStartSigmas",
+            display_name="Late Start Sigmas + Analytic-Init Noise",
+            category="CIL/sampling",
+            description=(
+                "SIGMAS from sigma_M to 0 and a NOISE that starts SamplerCustomAdvanced at the Analytic-Init state "
+                "(use with the (empty) latent of the conditioning node). Same result as the Late Start Sampler for the same seed."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip=TIP_MODEL),
+                io.Int.Input("steps", default=25, min=1, max=1000, tooltip="Number of sampling steps between sigma_M and 0."),
+                _m_input(),
+                io.Combo.Input("scheduler", options=scheduler_names(), default=NATIVE_SCHEDULER, tooltip=TIP_SCHEDULER),
+                io.Int.Input("noise_seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=TIP_SEED),
+                *_widgets_common(),
+            ],
+            outputs=[
+                io.Sigmas.Output(display_name="SIGMAS"),
+                io.Noise.Output(display_name="NOISE"),
+                io.String.Output(display_name="info"),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
 
-    def __init__(self, seed: int, model, spec: InitSpec) -> None:
-        self.seed = int(seed)
-        self.model = model
-        self.spec = spec
+    @classmethod
+    def validate_inputs(cls, M=None) -> bool | str:
+        return validate_m(M)
 
-    def generate_noise(self, input_latent: dict) -> torch.Tensor:
-        samples = input_latent["samples"]
-        if getattr(samples, "is_nested", False):
-            raise CILValueError("nested (multi-shape) latents are not supported by the Analytic-Init NOISE.")
-        x_m = draw_state(self.spec, samples.to(torch.float32), self.seed, input_latent.get("batch_index"))
-        latent_in = sampler_latent_in(self.model, samples.to(torch.float32))
-        return state_to_noise(self.model, self.spec.sigma, x_m, latent_in).to(dtype=samples.dtype, device="cpu")
+    @classmethod
+    def execute(cls, model, steps, M, scheduler, noise_seed, naive_mode, fit, stats=None) -> io.NodeOutput:
+        sigmas, noise, info = late_start_sigmas_and_noise(model, steps, M, scheduler, noise_seed, naive_mode, fit, stats)
+        show_text(cls, info)
+        return io.NodeOutput(sigmas, noise, info)
 
 
-def check_stats_space(model, stats: AnalyticStats | None) -> str:
-    """A warning (or "") when the stats were estimated for another latent format."""
-    if stats is None:
-        return ""
-    theirs = stats.meta.get("latent_format", "")
-    ours = latent_format_name(model)
-    if theirs and theirs != ours:
-        return f" WARNING: stats were estimated with latent format {theirs}, this model uses {ours}."
-    return ""
+class AnalyticInitLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CIL_AnalyticInitLatent",
+            display_name="Analytic-Init Latent",
+            category=CATEGORY,
+            description=(
+                "The initial latent at start M drawn from the KL-optimal Gaussian N(a·E[x0], a²·trCov/d + b²) "
+                "(paper Eq. 6), for a sampler that adds NO noise and starts at sigma_M (e.g. SamplerCustom with "
+                "add_noise off and Late Start Sigmas). Without stats: the naive late start named in the output text."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip=TIP_MODEL),
+                io.Latent.Input("latent", tooltip="The (empty) video latent from the I2V conditioning node; it fixes the shape."),
+                _m_input(),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=TIP_SEED),
+                *_widgets_common(),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="LATENT"),
+                io.Float.Output(display_name="sigma_M"),
+                io.String.Output(display_name="info"),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, M=None) -> bool | str:
+        return validate_m(M)
+
+    @classmethod
+    def execute(cls, model, latent, M, seed, naive_mode, fit, stats=None) -> io.NodeOutput:
+        out, sigma, info = analytic_init_latent(model, latent, M, seed, naive_mode, fit, stats)
+        show_text(cls, info)
+        return io.NodeOutput(out, sigma, info)
+
+
+NODES = [LateStartSampler, LateStartSigmas, AnalyticInitLatent]

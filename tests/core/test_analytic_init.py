@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from cil_core.analytic_init import (
     AnalyticStats,
-    comfy_noise_multiplier,
     initial_distribution,
     isotropic_gaussian_cross_entropy,
     naive_initial_distribution,
     optimal_gaussian,
+    noise_for_state,
     sample_initial_latent,
 )
 from cil_core.families import EDM, RectifiedFlow, VPDiscrete, dynamicrafter_family, svd_family, wan_family
@@ -97,29 +97,45 @@ def comfy_noise_scaling(fam, sigma, noise, latent):
     return sigma * noise + latent
 
 
+def ref_offset_gain(fam, sigma, latent):
+    """ComfyUI's noise_scaling(σ, n, latent) = offset + gain·n, from the reference formula."""
+    zero = comfy_noise_scaling(fam, sigma, torch.zeros_like(latent), latent)
+    gain = float(comfy_noise_scaling(fam, sigma, torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)))
+    return zero, gain
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-@given(v=st.floats(0.0, 5.0))
+@given(v=st.floats(0.0, 5.0), seed=st.integers(0, 2**16))
 @SETTINGS
-def test_comfy_noise_multiplier_gives_analytic_init_variance(name, v):
+def test_noise_for_state_inverts_the_samplers_noise_scaling(name, v, seed):
     fam, sigma = FAMILIES[name]
-    k = comfy_noise_multiplier(fam, sigma, v)
-    a, b = ref_ab(fam, sigma)
-    assert (sigma * k) ** 2 == pytest.approx(a * a * v + b * b, rel=1e-12)
+    stats = make_stats((2, 2, 3, 3), v, seed=seed % 7)
+    latent = torch.randn((1, 2, 2, 3, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x_m = sample_initial_latent(fam, sigma, stats, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    offset, gain = ref_offset_gain(fam, sigma, latent)
+    noise = noise_for_state(x_m, offset, gain)
+    assert torch.allclose(comfy_noise_scaling(fam, sigma, noise, latent), x_m, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["dynamicrafter", "svd", "wan", "flow_exp"])
-def test_comfy_noise_multiplier_monte_carlo(name):
+def test_noise_for_state_through_noise_scaling_monte_carlo(name):
     fam, sigma = FAMILIES[name]
     shape, v, n = (2, 2, 3, 3), 0.8, 4000
     stats = make_stats(shape, v, seed=2)
-    k = comfy_noise_multiplier(fam, sigma, v)
     eps = torch.randn((n, *shape), generator=torch.Generator().manual_seed(11), dtype=torch.float64)
-    x = comfy_noise_scaling(fam, sigma, k * eps, stats.mean)
+    x_m = sample_initial_latent(fam, sigma, stats, noise=eps, dtype=torch.float64)
+    offset, gain = ref_offset_gain(fam, sigma, torch.zeros(shape, dtype=torch.float64))
+    x = comfy_noise_scaling(fam, sigma, noise_for_state(x_m, offset, gain), torch.zeros(shape, dtype=torch.float64))
     mean, std = initial_distribution(fam, sigma, stats.mean, v)
     z = (x.mean(0) - mean) / (std / math.sqrt(n))
     assert float(z.abs().max()) < Z
     var = float(((x - mean) ** 2).mean())
     assert abs(var - std**2) < Z * std**2 * math.sqrt(2.0 / x.numel())
+
+
+def test_noise_for_state_refuses_a_sampler_that_ignores_its_noise():
+    with pytest.raises(CILValueError, match="gain"):
+        noise_for_state(torch.zeros(2), torch.zeros(2), 0.0)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

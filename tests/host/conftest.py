@@ -49,6 +49,8 @@ def _skip_reason() -> str | None:
 
 
 SKIP_REASON = _skip_reason()
+if str(REPO) not in sys.path:  # the pack's libraries by their one name; after ComfyUI's root (cil_comfy.host)
+    sys.path.append(str(REPO))
 if SKIP_REASON:
     collect_ignore_glob = ["test_[!0]*.py", "test_0[!0]*.py"]
 
@@ -82,46 +84,16 @@ class Host:
 
         # Tiny models on a shared CPU: one thread is 5-50x faster than two contended ones.
         torch.set_num_threads(int(os.environ.get("CIL_HOST_THREADS", "1")))
-        sys.path.insert(0, COMFYUI_PATH)
-        import comfy.options
+        from cil_comfy.host import boot_with_nodes, comfyui_version
 
-        comfy.options.enable_args_parsing(False)
-        from comfy.cli_args import args
-
-        args.cpu = True
-        if hasattr(args, "disable_api_nodes"):
-            args.disable_api_nodes = True
-        import comfy.model_management  # noqa: F401  (after args.cpu, or it asks for CUDA)
-        import folder_paths
-
-        for name in ("output", "input", "temp", "user"):
-            (root / name).mkdir(parents=True, exist_ok=True)
-            getattr(folder_paths, f"set_{name}_directory")(str(root / name))
-        try:
-            import utils.extra_config  # noqa: F401
-        except ImportError:
-            pass
-        import server  # noqa: F401
-        import execution
-        import nodes
-
-        self.folder_paths, self.execution, self.nodes = folder_paths, execution, nodes
-        self.version = self._version()
-        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         custom = root / "custom_nodes"
         custom.mkdir()
         (custom / "comfyui-cil").symlink_to(REPO, target_is_directory=True)
-        self.pack_loaded = asyncio.run(nodes.load_custom_node(str(custom / "comfyui-cil")))
+        comfy = boot_with_nodes(COMFYUI_PATH, "cpu", user_root=root, packs=(custom / "comfyui-cil",))
+        self.folder_paths, self.execution, self.nodes = comfy.folder_paths, comfy.execution, comfy.nodes
+        self.version = comfyui_version()
+        self.pack_loaded = comfy.loaded[custom / "comfyui-cil"]
         self.server = HostServer()
-
-    @staticmethod
-    def _version() -> str:
-        try:
-            import comfyui_version
-
-            return comfyui_version.__version__
-        except ImportError:
-            return "unknown"
 
     @property
     def node_classes(self) -> dict:
@@ -755,7 +727,7 @@ def tiny_models(host) -> dict:
 
 # --- kijai/ComfyUI-DynamiCrafterWrapper, when available ------------------------------------------
 
-DC_WRAPPER = Path(os.environ.get("CIL_DCWRAPPER_PATH", "/work/hosts/ComfyUI-DynamiCrafterWrapper"))
+DC_WRAPPER = Path(os.environ.get("CIL_DCWRAPPER_PATH", "") or "CIL_DCWRAPPER_PATH-is-not-set")
 
 
 @pytest.fixture(scope="session")

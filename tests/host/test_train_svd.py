@@ -8,7 +8,7 @@
   tiny model is not in ComfyUI's detection table, so a test-only template (a subclass of
   ``supported_models.SVD_img2vid`` with the tiny widths) is put in front while loading.
 * The SVD adapter's x̂0 equals ComfyUI's own sampler path (sample_custom, one Euler step to 0).
-* ``cil train --config`` loads that checkpoint through comfy_host and trains on a latent folder.
+* ``cil train --config`` loads that checkpoint through cil_comfy.host and trains on a latent folder.
 * The node CIL_TimeNoiseTrain runs in a graph; its MODEL samples; its LoRA file loads.
 * A DynamiCrafter-style VP v-prediction model (the tiny UNet under ModelSamplingDiscrete) trains
   through the generic concat adapter.
@@ -44,7 +44,7 @@ def training_item(positive, seed: int = 1) -> dict:
 
 
 def train_config(tmp_path: Path, mode: str, steps: int = 2, lr: float = 5e-3, **loss):
-    from cil_tools.train.config import LoraSection, LossSection, OptimSection, RunSection, TrainConfig
+    from cil_train.config import LoraSection, LossSection, OptimSection, RunSection, TrainConfig
 
     return TrainConfig(mode=mode, lora=LoraSection(rank=4, alpha=4.0), loss=LossSection(**loss),
                        optim=OptimSection(lr=lr), run=RunSection(steps=steps, output_dir=str(tmp_path / mode),
@@ -52,9 +52,9 @@ def train_config(tmp_path: Path, mode: str, steps: int = 2, lr: float = 5e-3, **
 
 
 def train(model, item, cfg):
-    from cil_tools.train.comfy_adapters import make_adapter
-    from cil_tools.train.data import InMemoryDataset
-    from cil_tools.train.loop import Trainer
+    from cil_comfy.train_adapters import make_adapter
+    from cil_train.data import InMemoryDataset
+    from cil_train.loop import Trainer
 
     adapter = make_adapter(model, cfg)
     return adapter, Trainer(adapter, InMemoryDataset([item], cfg.run.seed), cfg).run()
@@ -107,7 +107,7 @@ def test_lora_two_steps_load_in_comfyui_and_change_the_output(svd_host, tmp_path
     import comfy.sd
     import comfy.utils
 
-    from cil_tools.train.lora import LoraSet, LoraSpec
+    from cil_train.lora import LoraSet, LoraSpec
 
     c = conftest_module(svd_host)
     positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
@@ -127,7 +127,7 @@ def test_lora_two_steps_load_in_comfyui_and_change_the_output(svd_host, tmp_path
     # ComfyUI's merged weights == our hooks, on the same inputs
     patched = comfy.sd.load_lora_for_models(base, None, lora, 1.0, 0)[0]
     x, sigma, cond, _ = one_step_inputs(adapter, item)
-    from cil_tools.train.comfy_adapters import make_adapter
+    from cil_comfy.train_adapters import make_adapter
 
     comfy_adapter = make_adapter(patched, train_config(tmp_path, "lora"))
     comfy_adapter.prepare_for_training()
@@ -190,7 +190,7 @@ def test_full_finetune_checkpoint_loads_with_comfyui_loader(svd_host, tmp_path):
     assert set(got) == set(trained)
     assert all(torch.equal(got[k].float(), trained[k].float()) for k in trained)
 
-    from cil_tools.train.comfy_adapters import make_adapter
+    from cil_comfy.train_adapters import make_adapter
 
     reloaded = make_adapter(loaded, train_config(tmp_path, "full"))
     reloaded.prepare_for_training()
@@ -200,7 +200,7 @@ def test_full_finetune_checkpoint_loads_with_comfyui_loader(svd_host, tmp_path):
 
 
 def test_cli_trains_a_checkpoint_loaded_through_comfy_host(svd_host, tmp_path):
-    """`cil train --config` (in process): comfy_host finds the running ComfyUI, loads the
+    """`cil train --config` (in process): cil_comfy.host finds the running ComfyUI, loads the
     checkpoint with ComfyUI's loader, auto-detects SVD and trains on a folder of latents."""
     from cil_core.stats_io import atomic_save_safetensors
     from cil_tools import cli
@@ -236,7 +236,7 @@ def test_svd_adapter_prediction_equals_comfyui_sampler_one_step(svd_host, tmp_pa
     import comfy.sample
     import comfy.samplers
 
-    from cil_tools.train.comfy_adapters import make_adapter
+    from cil_comfy.train_adapters import make_adapter
 
     c = conftest_module(svd_host)
     model = c.tiny_svd(0)
@@ -320,9 +320,9 @@ def test_vp_concat_model_trains_with_timenoise_on_the_concat(svd_host, tmp_path)
     import comfy.model_patcher
 
     from cil_core.families import VPDiscrete
-    from cil_tools.train.comfy_adapters import make_adapter
-    from cil_tools.train.data import InMemoryDataset
-    from cil_tools.train.loop import Trainer, training_loss
+    from cil_comfy.train_adapters import make_adapter
+    from cil_train.data import InMemoryDataset
+    from cil_train.loop import Trainer, training_loss
 
     c = conftest_module(svd_host)
     edm = c.tiny_svd(0)
@@ -363,8 +363,8 @@ def test_vp_concat_model_trains_with_timenoise_on_the_concat(svd_host, tmp_path)
 def test_gradient_checkpointing_on_comfyui_unet_saves_memory_and_keeps_gradients(svd_host, tmp_path):
     """ComfyUI runs a TimestepEmbedSequential's layers one by one (forward_timestep_embed), so
     checkpointing must wrap those layers: fewer bytes saved for backward, same gradients."""
-    from cil_tools.train import grad_ckpt
-    from cil_tools.train.comfy_adapters import make_adapter
+    from cil_train import grad_ckpt
+    from cil_comfy.train_adapters import make_adapter
 
     c = conftest_module(svd_host)
     positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
@@ -437,28 +437,31 @@ def test_node_progress_cancel_and_resume(svd_host, loras_dir):
     assert [(r["step"], r["loss"]) for r in rows("cancelled_node")] == [(r["step"], r["loss"]) for r in rows("straight_node")]
 
 
-def test_comfy_host_boots_headless_from_comfyui_path_without_the_repo_on_sys_path(tmp_path):
+def test_comfy_host_boots_headless_from_comfyui_path_with_the_repo_behind_comfyui(tmp_path):
     """A fresh process started inside this repository (so '' = the repo is on sys.path): boot()
-    finds ComfyUI from $COMFYUI_PATH, sets its args before importing it (CPU here), and drops the
-    repo from sys.path so ComfyUI's `nodes` module is not shadowed by this pack's `nodes/`."""
+    finds ComfyUI from $COMFYUI_PATH, sets its args before importing it (CPU here), and puts the
+    repo after ComfyUI's root on sys.path so ComfyUI's `nodes` module is not shadowed by this
+    pack's `nodes/` (while the pack's libraries stay importable)."""
     import os
     import subprocess
 
     repo = Path(__file__).resolve().parents[2]
     script = (
         "import os, sys\n"
-        "from cil_tools.train import comfy_host\n"
-        "assert any(os.path.realpath(p or '.') == str(comfy_host.REPO_ROOT) for p in sys.path)\n"
-        "m = comfy_host.boot(device='cpu')\n"
+        "from cil_comfy import host\n"
+        "assert any(os.path.realpath(p or '.') == str(host.PACK_ROOT) for p in sys.path)\n"
+        "m = host.boot(device='cpu')\n"
+        "where = [i for i, p in enumerate(sys.path) if os.path.realpath(p or '.') == str(host.PACK_ROOT)]\n"
+        "behind = sys.path[0] == str(m.root) and all(i > 0 for i in where)\n"
         "import nodes\n"
-        "on_path = any(os.path.realpath(p or '.') == str(comfy_host.REPO_ROOT) for p in sys.path)\n"
-        "print(m.root, m.model_management.get_torch_device(), nodes.__file__, on_path, sep='|')\n"
+        "import cil_train.loop\n"
+        "print(m.root, m.model_management.get_torch_device(), nodes.__file__, behind, sep='|')\n"
     )
     done = subprocess.run([sys.executable, "-c", script, "train", "--config", "x.toml"], cwd=repo, capture_output=True,
                           text=True, timeout=300, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-3000:]
-    root, device, nodes_file, repo_on_path = done.stdout.strip().splitlines()[-1].split("|")
-    assert repo_on_path == "False"
+    root, device, nodes_file, repo_behind_comfyui = done.stdout.strip().splitlines()[-1].split("|")
+    assert repo_behind_comfyui == "True"
     assert Path(root) == Path(os.environ["COMFYUI_PATH"]).resolve()
     assert device == "cpu"
     assert Path(nodes_file).resolve() == Path(root) / "nodes.py"

@@ -45,7 +45,7 @@ def wan_item(seed: int = 0) -> tuple[dict, list]:
 
 
 def config(tmp_path, steps: int = 2):
-    from cil_tools.train.config import LoraSection, OptimSection, RunSection, TrainConfig
+    from cil_train.config import LoraSection, OptimSection, RunSection, TrainConfig
 
     return TrainConfig(mode="lora", lora=LoraSection(rank=2, alpha=2.0), optim=OptimSection(lr=0.05),
                        run=RunSection(steps=steps, output_dir=str(tmp_path / "wan"), checkpoint_every=1, progress=False)).validate()
@@ -59,10 +59,10 @@ def test_wan_flow_timenoise_lora(svd_host, tmp_path):
     import comfy.sd
 
     from cil_core.families import RectifiedFlow
-    from cil_tools.train.comfy_adapters import make_adapter
-    from cil_tools.train.data import InMemoryDataset
-    from cil_tools.train.lora import LoraSet, LoraSpec
-    from cil_tools.train.loop import Trainer, training_loss
+    from cil_comfy.train_adapters import make_adapter
+    from cil_train.data import InMemoryDataset
+    from cil_train.lora import LoraSet, LoraSpec
+    from cil_train.loop import Trainer, training_loss
 
     model = tiny_wan(svd_host)
     item, positive = wan_item()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cil_tools.train import data as data_mod
-from cil_tools.train.config import DataSection, config_from_dict
-from cil_tools.train.data import ClipDataset, ClipSpec, Cursor, decode_clip, list_entries, record_stream
+from cil_train import data as data_mod
+from cil_train.config import DataSection, config_from_dict
+from cil_train.data import ClipDataset, ClipSpec, Cursor, decode_clip, list_entries, record_stream
 
 pytest.importorskip("av", reason="PyAV is needed for the video tests (pip install av)")
 
@@ -80,7 +80,7 @@ def test_broken_videos_are_skipped_and_reported(video_folder, bad_videos, worker
 
 
 def test_trainer_counts_and_lists_skipped_videos(tmp_path, video_folder, bad_videos, make_config):
-    from cil_tools.train.run import run_training
+    from cil_train.run import run_training
 
     cfg = config_from_dict(make_config(tmp_path / "out", video_folder, data={"clip_start": "center"},
                                        run={"steps": 2, "checkpoint_every": 2}))
@@ -114,7 +114,7 @@ def test_webvid_csv_and_captions(tmp_path, make_video):
 
 
 def test_latent_cache_skips_decoding_on_later_runs(tmp_path, video_folder, make_config, monkeypatch):
-    from cil_tools.train.run import run_training
+    from cil_train.run import run_training
 
     raw = make_config(tmp_path / "first", video_folder, data={"latent_cache": str(tmp_path / "cache"), "clip_start": "center"},
                       optim={"grad_accum": 1}, run={"steps": 2, "checkpoint_every": 2})  # 2 × 2 clips: every good video once

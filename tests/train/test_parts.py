@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from cil_core.families import svd_family
-from cil_tools.train import grad_ckpt
-from cil_tools.train.checkpoint import optimizer_from_flat, optimizer_to_flat, rng_from_tensors, rng_to_tensors
-from cil_tools.train.config import config_from_dict, load_config
-from cil_tools.train.data import InMemoryDataset
-from cil_tools.train.lora import LoraSet, LoraSpec, matching_modules, merged_weight
-from cil_tools.train.loop import Trainer
-from cil_tools.train.progress import draw_loss_curve
-from cil_tools.train.toy import TinyAdapter, TinyVideoNet, init_tiny
+from cil_train import grad_ckpt
+from cil_train.checkpoint import optimizer_from_flat, optimizer_to_flat, rng_from_tensors, rng_to_tensors
+from cil_train.config import config_from_dict, load_config
+from cil_train.data import InMemoryDataset
+from cil_train.lora import LoraSet, LoraSpec, matching_modules, merged_weight
+from cil_train.loop import Trainer
+from cil_train.progress import draw_loss_curve
+from cil_train.toy import TinyAdapter, TinyVideoNet, init_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 

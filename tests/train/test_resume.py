@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from cil_tools.train.checkpoint import NAME, load_checkpoint
+from cil_train.checkpoint import NAME, load_checkpoint
 
 STEPS, EVERY = 10, 4
 

@@ -17,9 +17,9 @@ import torch
 from cil_core.families import dynamicrafter_family, svd_family, wan_family
 from cil_core.losses import LossConfig
 from cil_core.timenoise import TimeNoiseConfig
-from cil_tools.train.adapters import Batch
-from cil_tools.train.loop import training_loss
-from cil_tools.train.toy import TinyAdapter, TinyVideoNet, init_tiny
+from cil_train.adapters import Batch
+from cil_train.loop import training_loss
+from cil_train.toy import TinyAdapter, TinyVideoNet, init_tiny
 
 B, C, F, H, W = 3, 3, 4, 4, 4
 

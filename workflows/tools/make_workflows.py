@@ -17,7 +17,6 @@ read from CIL_DCWRAPPER_PATH (a temporary copy is loaded, nothing is installed).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -36,32 +35,23 @@ MODE_BYPASS = 4
 # --- ComfyUI -----------------------------------------------------------------------------------
 
 def boot_comfyui():
-    """Import ComfyUI from COMFYUI_PATH (CPU), load this pack and, if given, the DynamiCrafterWrapper."""
-    host = os.environ.get("COMFYUI_PATH")
-    if not host:
+    """ComfyUI from COMFYUI_PATH (CPU) with this pack loaded and, when CIL_DCWRAPPER_PATH names its
+    folder, kijai's DynamiCrafterWrapper (a temporary copy), through the pack's one boot sequence."""
+    if not os.environ.get("COMFYUI_PATH"):
         raise SystemExit("set COMFYUI_PATH to a ComfyUI checkout")
     sys.argv = [sys.argv[0]]
-    sys.path.insert(0, host)
-    import comfy.options
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))  # the pack's libraries, behind ComfyUI's root (cil_comfy.host)
+    from cil_comfy.host import boot_with_nodes
 
-    comfy.options.enable_args_parsing(False)
-    from comfy.cli_args import args
-
-    args.cpu = True
-    import comfy.model_management  # noqa: F401
-    import utils.extra_config  # noqa: F401  (ComfyUI's utils package, before comfy/ shadows it)
-    import server  # noqa: F401
-    import nodes
-
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     custom = Path(tempfile.mkdtemp(prefix="cil-wf-"))
     (custom / "comfyui-cil").symlink_to(ROOT, target_is_directory=True)
-    asyncio.run(nodes.load_custom_node(str(custom / "comfyui-cil")))
-    wrapper = os.environ.get("CIL_DCWRAPPER_PATH", "/work/hosts/ComfyUI-DynamiCrafterWrapper")
-    if Path(wrapper, "nodes.py").is_file():
+    packs = [custom / "comfyui-cil"]
+    wrapper = os.environ.get("CIL_DCWRAPPER_PATH", "")
+    if wrapper and Path(wrapper, "nodes.py").is_file():
         shutil.copytree(wrapper, custom / "ComfyUI-DynamiCrafterWrapper")
-        asyncio.run(nodes.load_custom_node(str(custom / "ComfyUI-DynamiCrafterWrapper")))
-    return nodes
+        packs.append(custom / "ComfyUI-DynamiCrafterWrapper")
+    return boot_with_nodes(os.environ["COMFYUI_PATH"], "cpu", packs=tuple(packs)).nodes
 
 
 def object_info(nodes, node_type: str) -> dict:

@@ -1,6 +1,6 @@
-"""Frames for stats estimation: clips from an IMAGE batch or from video files (PyAV, streamed).
+"""Video clips: from an IMAGE batch or from video files (PyAV, streamed).
 
-PyAV (``av``) is a ComfyUI requirement; it is imported only when a folder is read.
+PyAV (``av``) is imported only when a file is read.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..cil_core.validation import CILValueError
+from cil_core.validation import CILValueError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".m4v")
 
@@ -83,12 +83,3 @@ def clips_from_folder(files: list[Path], frames: int, stride: int, report: Folde
             continue
         report.used.append(path.name)
         yield clip
-
-
-def resize_clip(clip: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Scale and centre-crop [F, H, W, 3] to (height, width) with ComfyUI's own upscaler."""
-    if clip.shape[1] == height and clip.shape[2] == width:
-        return clip
-    import comfy.utils
-
-    return comfy.utils.common_upscale(clip.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)

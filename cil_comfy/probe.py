@@ -1,4 +1,4 @@
-"""Leakage Probe node (paper Sec. 3.1, Fig. 2/6): how much motion survives a one-step prediction.
+"""Leakage Probe engine (paper Sec. 3.1, Fig. 2/6): how much motion survives a one-step prediction.
 
 For each t on a grid the reference video x0 (model space) is corrupted with the model's own
 forward process, x = a(σ_t)·x0 + b(σ_t)·ε, and ComfyUI's real guider (CFGGuider: conds, CFG,
@@ -20,33 +20,18 @@ from dataclasses import dataclass
 
 import comfy.samplers
 import torch
-from comfy_api.latest import io
 
-from ..cil_core import probe_report as report_lib
-from ..cil_core.families import DiffusionFamily
-from ..cil_core.layouts import from_cfhw, to_cfhw
-from ..cil_core.probe import ProbeResult, probe_leakage
-from ..cil_core.start_rule import START_RULES, StartRule
-from ..cil_core.validation import CILValueError
-from .comfy_bridge import detect_family, family_label, latent_layout
+from cil_core import probe_report as report_lib
+from cil_core.families import DiffusionFamily
+from cil_core.layouts import from_cfhw, latent_layout, to_cfhw
+from cil_core.probe import ProbeResult, probe_leakage
+from cil_core.start_rule import StartRule
+from cil_core.validation import CILValueError
 
-NODE_ID = "CIL_LeakageProbe"
+from .models import detect_family, family_label
+
 CFG_HOOKS = ("sampler_cfg_function", "sampler_pre_cfg_function", "sampler_post_cfg_function")
 
-DESCRIPTION = """Measures conditional image leakage (paper Sec. 3.1, Fig. 2): for each t on the grid the
-reference video is noised with the model's own forward process and the model predicts the clean
-video in one step (through ComfyUI's guider, with your conditioning and CFG). The plot shows
-motion(prediction) / motion(reference) against t; a leaking model's ratio collapses toward 0 at
-large t (the prediction is a still copy of the conditional image).
-
-Recommended start M (plateau rule, the default): if the ratio at the largest t is below the leak
-threshold, M is the lower edge of the plateau where the curve has settled at its large-t value
-(ratio <= r_top + tolerance x (r_bottom - r_top)). Steps on the plateau add no motion and pull the
-sample toward a still copy; a late start there (Late Start Sampler, Analytic-Init prior; paper
-Sec. 4.1) skips the whole copying regime and no more. Skipping steps still costs some fidelity on
-some models (on the toy world every late start does): compare with sampling from T. The threshold
-rule (M = largest t whose ratio stays >= threshold) is kept for comparison; it starts far too low. Ratio on the latent frame-difference energy; with a VAE and OpenCV installed
-the pixel optical-flow ratio is reported too. Table saved as JSON + CSV (+ the plot PNG) in the output folder."""
 
 
 # --- reference video -------------------------------------------------------------------------------
@@ -101,7 +86,7 @@ def check_reference(latent: torch.Tensor, layout: str, model, positive, negative
 
 # --- running the probe inside one guider preparation -------------------------------------------------
 
-class _ProbeSampler(comfy.samplers.Sampler):
+class ProbeSampler(comfy.samplers.Sampler):
     """A ComfyUI SAMPLER whose ``sample`` runs the whole probe with the prepared guider
     (``model_wrap`` is the CFGGuider; ``latent_image`` the reference in model space)."""
 
@@ -175,7 +160,7 @@ def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layou
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
-    sampler = _ProbeSampler(probe)
+    sampler = ProbeSampler(probe)
     schedule = torch.cat([family.sigma_at(torch.tensor(sorted(t_grid, reverse=True))).float(), torch.zeros(1)])
     reference = latent[:1] if layout == "BCTHW" else latent
     guider.sample(torch.zeros_like(reference), reference, sampler, schedule, disable_pbar=True, seed=seed)
@@ -256,80 +241,6 @@ def save_outputs(report: dict, image, filename_prefix: str) -> tuple[dict, str]:
     return {"filename": paths["png"].name, "subfolder": subfolder, "type": "output"}, str(paths["json"])
 
 
-# --- the node ------------------------------------------------------------------------------------------
-
-class LeakageProbe(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id=NODE_ID,
-            display_name="Leakage Probe",
-            category="CIL/analysis",
-            description=DESCRIPTION,
-            is_output_node=True,
-            inputs=[
-                io.Model.Input("model", tooltip="The image-to-video model to probe (SVD, DynamiCrafter, Wan, …), with any patches your graph applies."),
-                io.Conditioning.Input("positive", tooltip="Positive conditioning from the model's I2V conditioning node (e.g. SVD_img2vid_Conditioning), built from the reference video's first frame."),
-                io.Conditioning.Input("negative", tooltip="Negative conditioning from the same I2V conditioning node (used when cfg > 1)."),
-                io.Latent.Input("video_latent", optional=True, tooltip="The reference video as a LATENT from VAE Encode (raw VAE space; ComfyUI maps it into model space). Connect this OR video_frames + vae."),
-                io.Image.Input("video_frames", optional=True, tooltip="The reference video as IMAGE frames (at least 2), encoded here with the vae. Connect this + vae OR video_latent."),
-                io.Vae.Input("vae", optional=True, tooltip="The model's VAE: encodes video_frames, and decodes predictions for the pixel optical-flow metric (needs OpenCV)."),
-                io.Int.Input("grid_count", default=10, min=1, max=200, tooltip="Number of probe times t, evenly spaced from t_min to t_max (1 = only t_max)."),
-                io.Float.Input("t_min", default=0.1, min=0.0, max=1.0, step=0.01, round=False, tooltip="Smallest probe time, in (0, 1] (fraction of the diffusion time T; 1 = pure noise)."),
-                io.Float.Input("t_max", default=1.0, min=0.0, max=1.0, step=0.01, round=False, tooltip="Largest probe time, in (0, 1], >= t_min. Leakage shows at large t."),
-                io.Int.Input("samples_per_t", default=4, min=1, max=256, tooltip="Noise draws per t; the plot shows their mean and min–max. More = smoother curve, proportionally slower."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the forward-process noise ε; the same seed gives the same table whatever max_batch is."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance of the one-step prediction. 1 = conditional model only, as in the paper's probe; set your sampler's cfg to probe what your graph runs."),
-                io.Combo.Input("start_rule", options=list(START_RULES), default="plateau", tooltip="How M is read off the curve. plateau: the lower edge of the large-t plateau where the model copies the image (skips only the copying steps). threshold: the largest t whose ratio stays >= threshold (starts lower; kept for comparison)."),
-                io.Float.Input("threshold", default=0.5, min=0.01, max=2.0, step=0.05, tooltip="Leak threshold: a mean motion ratio below this counts as leaking. plateau rule: no late start unless the ratio at the largest t is below it. threshold rule: M = largest grid t with ratio >= threshold there and at every smaller grid t."),
-                io.Float.Input("plateau_tolerance", default=0.1, min=0.0, max=0.99, step=0.01, round=False, tooltip="plateau rule only: a t is on the plateau when its ratio is within this share of the collapse (r_bottom - r_top) above the ratio at the largest t. 0.1 = the 10-90% convention: 90% of the collapse has happened. Larger = earlier M."),
-                io.Int.Input("max_batch", default=8, min=1, max=1024, tooltip="Noisy videos per model call: all (t, sample) pairs go through in ceil(grid_count*samples_per_t/max_batch) calls. A call that runs out of GPU memory is split in halves automatically (same numbers)."),
-                io.String.Input("preview_t", default="auto", tooltip="Which one-step predictions the predictions output holds (sample 0): auto = largest t and the recommended M; all; none; or times such as 0.5, 0.9 (nearest grid t)."),
-                io.Combo.Input("pixel_metric", options=["auto", "off"], default="auto", tooltip="auto: also report the pixel optical-flow ratio (OpenCV Farneback) when a vae is connected and opencv is installed; decodes every prediction (slower). off: latent metric only."),
-                io.String.Input("filename_prefix", default="cil_probe/leakage_probe", tooltip="Where the table (JSON, CSV) and plot (PNG) are saved, relative to ComfyUI's output folder."),
-            ],
-            outputs=[
-                io.Image.Output(display_name="plot", tooltip="Motion ratio vs t with the leak threshold, the plateau level and the recommended M."),
-                io.String.Output(display_name="table", tooltip="The probe's table as text (also saved as JSON + CSV)."),
-                io.Float.Output(display_name="recommended_M", tooltip="Recommended start M in (0, 1]: wire into the Late Start Sampler's M."),
-                io.Latent.Output(display_name="predictions", tooltip="One-step predictions at preview_t (raw VAE space) for VAE Decode; frames-as-batch models get the videos one after another."),
-            ],
-        )
-
-    @classmethod
-    def validate_inputs(cls, grid_count, t_min, t_max, samples_per_t, start_rule, threshold, plateau_tolerance, max_batch, preview_t):
-        try:
-            report_lib.grid(float(t_min), float(t_max), int(grid_count))
-            parse_preview_times(str(preview_t))
-            StartRule(str(start_rule), float(threshold), float(plateau_tolerance))
-        except CILValueError as exc:
-            return str(exc)
-        if samples_per_t < 1 or max_batch < 1:
-            return f"samples_per_t={samples_per_t} and max_batch={max_batch} must be >= 1."
-        return True
-
-    @classmethod
-    def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
-                plateau_tolerance, max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None,
-                vae=None) -> io.NodeOutput:
-        import comfy.utils
-
-        rule = StartRule(start_rule, threshold, plateau_tolerance)
-        settings = ProbeSettings(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, rule, max_batch, pixel_metric)
-        preview = parse_preview_times(preview_t)
-        bar = comfy.utils.ProgressBar(1)
-        run = measure(model, positive, negative, settings, video_latent=video_latent, video_frames=video_frames, vae=vae,
-                      progress=lambda done, total: bar.update_absolute(done, total))
-        image = report_lib.render_report(run.report)
-        saved, json_path = save_outputs(run.report, image, filename_prefix)
-        text = report_lib.report_text(run.report) + f"\nsaved: {json_path} (+ .csv, .png)"
-        return io.NodeOutput(
-            report_lib.image_to_tensor(image), text, float(run.report["recommended_start"]),
-            preview_latent(run.result, run.report, preview, run.latent_format, run.layout),
-            ui={"images": [saved], "text": [text]},
-        )
-
-
 @dataclass(frozen=True)
 class ProbeSettings:
     t_grid: list[float]
@@ -339,6 +250,13 @@ class ProbeSettings:
     rule: StartRule = StartRule()
     max_batch: int = 8
     pixel_metric: str = "auto"  # "auto" | "off"
+
+    @classmethod
+    def from_widgets(cls, grid_count: int, t_min: float, t_max: float, samples_per_t: int, seed: int, cfg: float,
+                     start_rule: str, threshold: float, plateau_tolerance: float, max_batch: int,
+                     pixel_metric: str) -> "ProbeSettings":
+        rule = StartRule(start_rule, threshold, plateau_tolerance)
+        return cls(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, rule, max_batch, pixel_metric)
 
 
 @dataclass
@@ -391,4 +309,31 @@ def _pixel_metric_plan(mode: str, vae) -> tuple[bool, str]:
     return True, "on"
 
 
-NODES = [LeakageProbe]
+
+
+@dataclass
+class ProbeOutputs:
+    """What the node hands on: the plot (IMAGE), the table text, M, the preview LATENT, the UI dict."""
+
+    image: torch.Tensor
+    text: str
+    recommended_m: float
+    preview: dict
+    ui: dict
+
+
+def probe_and_save(model, positive, negative, settings: ProbeSettings, preview_t: str, filename_prefix: str, *,
+                   video_latent=None, video_frames=None, vae=None) -> ProbeOutputs:
+    """The Leakage Probe node's whole run: measure with ComfyUI's progress bar, draw, save, preview."""
+    import comfy.utils
+
+    preview = parse_preview_times(preview_t)
+    bar = comfy.utils.ProgressBar(1)
+    run = measure(model, positive, negative, settings, video_latent=video_latent, video_frames=video_frames, vae=vae,
+                  progress=lambda done, total: bar.update_absolute(done, total))
+    image = report_lib.render_report(run.report)
+    saved, json_path = save_outputs(run.report, image, filename_prefix)
+    text = report_lib.report_text(run.report) + f"\nsaved: {json_path} (+ .csv, .png)"
+    return ProbeOutputs(report_lib.image_to_tensor(image), text, float(run.report["recommended_start"]),
+                        preview_latent(run.result, run.report, preview, run.latent_format, run.layout),
+                        {"images": [saved], "text": [text]})

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from ._core import CILValueError, DiffusionFamily, EDM, RectifiedFlow, VPDiscrete
+from cil_core.validation import CILValueError
+from cil_core.families import DiffusionFamily, EDM, RectifiedFlow, VPDiscrete
 
-from .adapters import Batch, TrainAdapter, apply_drop
+from cil_train.adapters import Batch, TrainAdapter, apply_drop
 
 
 def family_of(patcher) -> tuple[DiffusionFamily, str]:

@@ -1,4 +1,4 @@
-"""What the nodes need to know about a ComfyUI MODEL and LATENT, read from ComfyUI's own objects.
+"""What the pack needs to know about a ComfyUI MODEL and LATENT, read from ComfyUI's own objects.
 
 - ``detect_family(model)``: the cil_core ``DiffusionFamily`` of a ModelPatcher, from
   ``model.get_model_object("model_sampling")`` (object patches such as ModelSamplingDiscrete /
@@ -6,8 +6,6 @@
   matched against the model's own sigma table), EPS/V_PREDICTION × ModelSamplingContinuousEDM
   (EDM), CONST × ModelSamplingDiscreteFlow / ModelSamplingFlux (rectified flow). Anything else
   raises ``UnsupportedFamily`` naming what the model uses.
-- Latent layouts: a 4-D LATENT is frames-as-batch ("TCHW": SVD, DynamiCrafter-style models),
-  a 5-D one is a batch of videos ("BCTHW": Wan, LTX, Hunyuan).
 - Spaces: a LATENT between nodes is in the VAE's raw space; stats and sampler states are in the
   model's space (``latent_format.process_in``). ``sampler_latent_in`` mirrors the sampler's rule
   that an all-zero latent is NOT shifted (comfy/samplers.py, CFGGuider.inner_sample).
@@ -17,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ..cil_core.families import EDM, DiffusionFamily, RectifiedFlow, VPDiscrete
-from ..cil_core.validation import CILValueError
+from cil_core.families import EDM, DiffusionFamily, RectifiedFlow, VPDiscrete
+from cil_core.validation import CILValueError
 
 
 class UnsupportedFamily(CILValueError):
@@ -121,33 +119,6 @@ def family_label(family: DiffusionFamily) -> str:
 
 
 # --- latents --------------------------------------------------------------------------------------
-
-def latent_layout(samples: torch.Tensor) -> str:
-    """'TCHW' for 4-D (frames as batch), 'BCTHW' for 5-D video batches."""
-    if samples.dim() == 4:
-        return "TCHW"
-    if samples.dim() == 5:
-        return "BCTHW"
-    raise CILValueError(
-        f"LATENT has shape {tuple(samples.shape)}; expected a 4-D frames-as-batch latent [T, C, H, W] "
-        "(SVD, DynamiCrafter) or a 5-D video latent [B, C, T, H, W] (Wan, LTX)."
-    )
-
-
-def video_shape(samples: torch.Tensor) -> tuple[int, int, int, int]:
-    """(C, F, H, W) of one video of this latent."""
-    if latent_layout(samples) == "TCHW":
-        t, c, h, w = samples.shape
-        return (c, t, h, w)
-    return tuple(samples.shape[1:])  # type: ignore[return-value]
-
-
-def cfhw_to_layout(video: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast a CFHW tensor to the layout and batch of ``like``."""
-    if latent_layout(like) == "TCHW":
-        return video.permute(1, 0, 2, 3)
-    return video.unsqueeze(0).expand(like.shape[0], *video.shape)
-
 
 def fix_empty_latent(model, samples: torch.Tensor) -> torch.Tensor:
     """ComfyUI's own fix-up of empty latents (channel count, 5-D for video models)."""

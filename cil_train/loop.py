@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ._core import CILValueError, LossConfig, diffusion_loss
+from cil_core.validation import CILValueError
+from cil_core.losses import LossConfig, diffusion_loss
 
 from . import grad_ckpt
 from .adapters import Batch, TrainAdapter
@@ -322,7 +323,7 @@ class Trainer:
         return "ema" if self.ema is not None and self.cfg.run.export_weights == "ema" else "raw"
 
     def _finish(self) -> TrainResult:
-        from ._core import atomic_save_safetensors
+        from cil_core.stats_io import atomic_save_safetensors
 
         rows = self.log.rows()
         result = TrainResult(self.step, [r["step"] for r in rows], [r["loss"] for r in rows], self.out,

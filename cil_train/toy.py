@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import CILValueError, DiffusionFamily, atomic_save_safetensors, dynamicrafter_family, svd_family, wan_family
+from cil_core.validation import CILValueError
+from cil_core.families import DiffusionFamily, dynamicrafter_family, svd_family, wan_family
+from cil_core.stats_io import atomic_save_safetensors
 
 from .adapters import Batch, TrainAdapter, apply_drop
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._core import CILValueError
+from cil_core.validation import CILValueError
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

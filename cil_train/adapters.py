@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ._core import DiffusionFamily
+from cil_core.families import DiffusionFamily
 
 
 @dataclass

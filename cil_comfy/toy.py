@@ -1,4 +1,4 @@
-"""The toy I2V world (``cil_toy``) inside ComfyUI: its models run in ComfyUI's own samplers.
+"""The toy I2V world (``cil_toy``) as ComfyUI objects: its models run in ComfyUI's own samplers.
 
 - ``CIL_ToyModelLoader``: a real ``comfy.model_base.BaseModel`` subclass around the toy network
   (no second copy of the network: ``ToyDiffusionModel`` only splits ComfyUI's input apart),
@@ -22,9 +22,9 @@ in the VAE's raw space between nodes (model space = raw × codec.scale_factor).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import comfy.conds
@@ -36,65 +36,29 @@ import comfy.sd
 import comfy.supported_models_base
 import comfy.utils
 import torch
-from comfy_api.latest import io
 
-from ..cil_core.families import EDM, VPDiscrete, family_from_description
-from ..cil_core.stats_io import load_stats
-from ..cil_core.timenoise import add_condition_noise
-from ..cil_core.validation import CILValueError
-from .cil_types import Stats, show_text
+from cil_core.families import EDM, VPDiscrete, family_from_description
+from cil_core.stats_io import load_stats
+from cil_core.timenoise import add_condition_noise
+from cil_core.validation import CILValueError
+from cil_toy import data as toy_data
+from cil_toy import weights_io as toy_weights
 
-try:  # cil_toy imports cil_core by its top-level name: it needs the pack pip-installed (see README)
-    from ..cil_toy import data as toy_data
-    from ..cil_toy import weights_io as toy_weights
+from .paths import TOY_FOLDER, folder_file, folder_files
 
-    TOY_IMPORT_ERROR = ""
-except ImportError as exc:  # pragma: no cover - depends on the install
-    toy_data = toy_weights = None
-    TOY_IMPORT_ERROR = f"the pack's cil_toy package does not import ({exc}); install the pack with 'pip install -e <pack folder>'."
-
-FOLDER = "cil_toy"  # models/cil_toy: toy weights written by 'cil toy-train --out ...'
-CATEGORY = "CIL/toy"
 HELD_OUT_COUNT = 64  # Toy World Video picks from cil_toy.data.held_out_set(64)
-
-
-def register_toy_folder() -> None:
-    """Make ``cil_toy`` a models folder (idempotent; keeps paths added by extra_model_paths)."""
-    import folder_paths
-
-    default = os.path.join(folder_paths.models_dir, FOLDER)
-    entry = folder_paths.folder_names_and_paths.get(FOLDER)
-    if entry is None:
-        folder_paths.folder_names_and_paths[FOLDER] = ([default], {".safetensors"})
-    elif default not in entry[0]:
-        entry[0].append(default)
-
-
-register_toy_folder()
 
 
 def toy_model_names() -> list[str]:
     """Shipped toy models (by name) first, then .safetensors files in models/cil_toy."""
-    if toy_weights is None:
-        return []
-    import folder_paths
-
-    return list(toy_weights.available_toy_models()) + list(folder_paths.get_filename_list(FOLDER))
+    return list(toy_weights.available_toy_models()) + folder_files(TOY_FOLDER)
 
 
 def toy_model_path(name: str) -> Path:
     """The weights file of a combo entry (shipped name or file in models/cil_toy)."""
-    if toy_weights is None:
-        raise CILValueError(TOY_IMPORT_ERROR)
     if name in toy_weights.SHIPPED:
         return toy_weights.weights_path(name)
-    import folder_paths
-
-    path = folder_paths.get_full_path(FOLDER, name)
-    if path is None:
-        where = ", ".join(folder_paths.get_folder_paths(FOLDER))
-        raise CILValueError(f"toy model {name!r} is neither shipped ({', '.join(toy_weights.SHIPPED)}) nor a file in {where}.")
-    return Path(path)
+    return folder_file(TOY_FOLDER, name, f"toy model (not shipped: {', '.join(toy_weights.SHIPPED)})")
 
 
 # --- the MODEL ---------------------------------------------------------------------------------
@@ -230,8 +194,6 @@ def concat_image(image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 def build_comfy_model(toy) -> comfy.model_patcher.ModelPatcher:
     """A ModelPatcher around a ``ToyI2VModel`` for a loaded ``cil_toy`` ``ToyModel``."""
-    import json
-
     desc = json.loads(toy.meta["family"]) if "family" in toy.meta else toy.family.describe()
     model_type, settings = comfy_sampling(desc)
     config = ToyModelConfig({"disable_unet_model_creation": True})
@@ -320,135 +282,39 @@ def toy_summary(toy, stats_note: str) -> str:
     )
 
 
-# --- nodes -------------------------------------------------------------------------------------
 
-TIP_MODEL_NAME = (
-    "A toy I2V model: the pack's shipped weights (trained on procedural 32x32 sprite videos by 'cil toy-train'), "
-    "or a .safetensors file you trained into models/cil_toy. No download needed."
-)
-
-
-def _check_model_name(model_name) -> bool | str:
-    if TOY_IMPORT_ERROR:
-        return TOY_IMPORT_ERROR
+def check_model_name(model_name) -> bool | str:
+    """validate_inputs helper of the toy nodes."""
     if model_name is not None and model_name not in toy_model_names():
         return f"toy model {model_name!r} not found; available: {toy_model_names() or 'none (run cil toy-train)'}."
     return True
 
 
-class ToyModelLoader(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="CIL_ToyModelLoader",
-            display_name="Toy I2V Model Loader",
-            category=CATEGORY,
-            description=(
-                "Loads one of the pack's toy image-to-video models as a ComfyUI MODEL that KSampler, SamplerCustomAdvanced "
-                "and the CIL samplers run, with its VAE (an exact pixel <-> latent codec that VAE Encode/Decode accept) and "
-                "the toy world's Analytic-Init stats. Small enough to sample on a CPU in seconds."
-            ),
-            inputs=[io.Combo.Input("model_name", options=toy_model_names(), tooltip=TIP_MODEL_NAME)],
-            outputs=[
-                io.Model.Output(display_name="MODEL"),
-                io.Vae.Output(display_name="VAE"),
-                Stats.Output(display_name="stats", tooltip="Analytic-Init stats of the toy world (None when they do not fit this model: see info)."),
-                io.String.Output(display_name="info"),
-            ],
-            hidden=[io.Hidden.unique_id],
+def load_toy(model_name: str):
+    """(MODEL, VAE, stats or None, info) of a toy model by combo name."""
+    toy = toy_weights.load_toy_model(toy_model_path(model_name))
+    stats, note = toy_stats_for(toy)
+    return build_comfy_model(toy), ToyVAE(toy.codec), stats, toy_summary(toy, note)
+
+
+def toy_conditioning(vae, start_image, width: int, height: int, frames: int, batch_size: int, crop: str,
+                     noise_level: float, noise_seed: int) -> tuple[list, list, dict]:
+    """(positive, negative, empty LATENT) for a toy model, as SVD_img2vid_Conditioning does for SVD."""
+    pixels = comfy.utils.common_upscale(start_image[:1].movedim(-1, 1), width, height, "area", crop).movedim(1, -1)
+    raw = vae.encode(pixels[..., :3])
+    if raw.dim() != 5 or raw.shape[2] != 1:
+        raise CILValueError(
+            f"the VAE encoded one image to a latent of shape {tuple(raw.shape)}; the toy models need their own VAE "
+            "([1, C, 1, h, w]): connect the VAE output of Toy I2V Model Loader."
         )
-
-    @classmethod
-    def validate_inputs(cls, model_name=None) -> bool | str:
-        return _check_model_name(model_name)
-
-    @classmethod
-    def execute(cls, model_name) -> io.NodeOutput:
-        toy = toy_weights.load_toy_model(toy_model_path(model_name))
-        stats, note = toy_stats_for(toy)
-        info = toy_summary(toy, note)
-        show_text(cls, info)
-        return io.NodeOutput(build_comfy_model(toy), ToyVAE(toy.codec), stats, info)
+    video = raw.expand(-1, -1, frames, -1, -1).contiguous()  # the start image on every frame, as the net sees it
+    cond = {"concat_latent_image": video, "noise_level": float(noise_level), "noise_level_seed": int(noise_seed)}
+    latent = torch.zeros(batch_size, raw.shape[1], frames, raw.shape[3], raw.shape[4])
+    return [[torch.zeros(1, 1, 1), cond]], [[torch.zeros(1, 1, 1), dict(cond)]], {"samples": latent}
 
 
-class ToyImageToVideo(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="CIL_ToyImageToVideo",
-            display_name="Toy I2V Conditioning",
-            category=CATEGORY,
-            description=(
-                "Image-to-video conditioning for the toy models (like SVD_img2vid_Conditioning): the start image, resized and "
-                "encoded with the toy VAE, is concatenated to every frame of the noisy video; noise_level is the conditional "
-                "image's noise β (SVD's augmentation level). The toy has no unconditional mode, so negative equals positive "
-                "and cfg has no effect (use cfg 1)."
-            ),
-            inputs=[
-                io.Vae.Input("vae", tooltip="The VAE from Toy I2V Model Loader."),
-                io.Image.Input("start_image", tooltip="The first frame; only the first image of a batch is used. Resized to width x height."),
-                io.Int.Input("width", default=32, min=16, max=512, step=16, tooltip="Video width in pixels. The toy models run at the size they were trained on (32 for the shipped ones; the loader's info says)."),
-                io.Int.Input("height", default=32, min=16, max=512, step=16, tooltip="Video height in pixels. The toy models run at the size they were trained on (32 for the shipped ones; the loader's info says)."),
-                io.Int.Input("frames", default=8, min=2, max=64, tooltip="Video length: the frames the toy model was trained on (8 for the shipped ones; the loader's info says)."),
-                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Videos sampled at once from the same start image."),
-                io.Combo.Input("crop", options=["center", "disabled"], default="center", tooltip="'center': crop the image to the video's aspect ratio before resizing; 'disabled': stretch."),
-                io.Float.Input("noise_level", default=0.0, min=0.0, max=100.0, step=0.01, tooltip="β: the start image latent gets β·ε (model space) and the model is told β, as in training. 0 = clean image (how the paper samples)."),
-                io.Int.Input("noise_seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of ε for noise_level > 0 (ignored at 0)."),
-            ],
-            outputs=[
-                io.Conditioning.Output(display_name="positive"),
-                io.Conditioning.Output(display_name="negative"),
-                io.Latent.Output(display_name="latent"),
-            ],
-        )
-
-    @classmethod
-    def execute(cls, vae, start_image, width, height, frames, batch_size, crop, noise_level, noise_seed) -> io.NodeOutput:
-        pixels = comfy.utils.common_upscale(start_image[:1].movedim(-1, 1), width, height, "area", crop).movedim(1, -1)
-        raw = vae.encode(pixels[..., :3])
-        if raw.dim() != 5 or raw.shape[2] != 1:
-            raise CILValueError(
-                f"the VAE encoded one image to a latent of shape {tuple(raw.shape)}; the toy models need their own VAE "
-                "([1, C, 1, h, w]): connect the VAE output of Toy I2V Model Loader."
-            )
-        video = raw.expand(-1, -1, frames, -1, -1).contiguous()  # the start image on every frame, as the net sees it
-        cond = {"concat_latent_image": video, "noise_level": float(noise_level), "noise_level_seed": int(noise_seed)}
-        conditioning = [[torch.zeros(1, 1, 1), cond]]
-        latent = torch.zeros(batch_size, raw.shape[1], frames, raw.shape[3], raw.shape[4])
-        return io.NodeOutput(conditioning, [[torch.zeros(1, 1, 1), dict(cond)]], {"samples": latent})
-
-
-class ToyWorldVideo(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="CIL_ToyWorldVideo",
-            display_name="Toy World Video",
-            category=CATEGORY,
-            description=(
-                "A held-out video of the toy world the toy models were trained on (procedural sprites over textured "
-                "backgrounds; never seen in training): an in-distribution start frame, or the reference video of the Leakage Probe."
-            ),
-            inputs=[
-                io.Combo.Input("model_name", options=toy_model_names(), tooltip="The toy model whose world (frames, size, scene statistics) to draw from."),
-                io.Int.Input("index", default=0, min=0, max=HELD_OUT_COUNT - 1, tooltip=f"Which video of the toy world's {HELD_OUT_COUNT}-video held-out set (deterministic)."),
-            ],
-            outputs=[
-                io.Image.Output(display_name="frames", tooltip="The video as IMAGE frames [F, H, W, 3]."),
-                io.Image.Output(display_name="first_frame", tooltip="Frame 0, the start image for Toy I2V Conditioning."),
-            ],
-        )
-
-    @classmethod
-    def validate_inputs(cls, model_name=None) -> bool | str:
-        return _check_model_name(model_name)
-
-    @classmethod
-    def execute(cls, model_name, index) -> io.NodeOutput:
-        world = toy_data.WorldConfig.from_meta(toy_weights.read_meta(toy_model_path(model_name)))
-        videos, _ = toy_data.held_out_set(HELD_OUT_COUNT, world)
-        frames = ((videos[index] + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0).contiguous()  # CFHW [-1, 1] → [F, H, W, 3] [0, 1]
-        return io.NodeOutput(frames, frames[:1])
-
-
-NODES = [ToyModelLoader, ToyImageToVideo, ToyWorldVideo]
+def toy_world_video(model_name: str, index: int) -> torch.Tensor:
+    """Held-out video ``index`` of the model's world as IMAGE frames [F, H, W, 3] in [0, 1]."""
+    world = toy_data.WorldConfig.from_meta(toy_weights.read_meta(toy_model_path(model_name)))
+    videos, _ = toy_data.held_out_set(HELD_OUT_COUNT, world)
+    return ((videos[index] + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0).contiguous()  # CFHW [-1, 1] → [F, H, W, 3] [0, 1]

@@ -1,4 +1,5 @@
-"""Headless entry: config → model (ComfyUI or tiny) → data → ``Trainer``."""
+"""Headless entry: config + adapter → data → ``Trainer``. ComfyUI models get their adapter from
+``cil_comfy.training.adapter_from_config``; this package itself knows only the tiny test model."""
 
 from __future__ import annotations
 
@@ -11,23 +12,20 @@ from .data import ClipDataset, ClipSpec, list_entries
 from .loop import Trainer, TrainResult
 
 
-def build_adapter(cfg: TrainConfig):
-    if cfg.model.kind == "tiny":
-        from .toy import TinyAdapter
+def tiny_adapter(cfg: TrainConfig):
+    """The adapter of ``model.kind = "tiny"`` (the trainer's own test model)."""
+    from cil_core.validation import CILValueError
 
-        return TinyAdapter.from_config(cfg)
-    from . import comfy_host
-    from .comfy_adapters import make_adapter
+    from .toy import TinyAdapter
 
-    comfy = comfy_host.boot(cfg.model.comfyui_path, cfg.model.device)
-    loaded = comfy_host.load_models(cfg, comfy)
-    return make_adapter(loaded.model, cfg, vae=loaded.vae, clip_vision=loaded.clip_vision,
-                        text_encoder=loaded.text_encoder, source=loaded.source)
+    if cfg.model.kind != "tiny":
+        raise CILValueError(f"model.kind={cfg.model.kind!r}: ComfyUI models are trained through cil_comfy.training.")
+    return TinyAdapter.from_config(cfg)
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, adapter=None) -> TrainResult:
     """Train as ``cfg`` says; ``adapter`` may be given (tests, embedding in other tools)."""
-    adapter = adapter if adapter is not None else build_adapter(cfg)
+    adapter = adapter if adapter is not None else tiny_adapter(cfg)
     dataset = ClipDataset(list_entries(cfg.data), ClipSpec.from_config(cfg.data), cfg.run.seed)
     out = Path(cfg.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
-from ._core import CILValueError, TimeNoiseConfig
+from cil_core.validation import CILValueError
+from cil_core.timenoise import TimeNoiseConfig
 
 MODES = ("lora", "full")
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from ._core import CILValueError, atomic_save_safetensors
+from cil_core.validation import CILValueError
+from cil_core.stats_io import atomic_save_safetensors
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".avi", ".m4v")
 VIDEO_COLUMNS = ("path", "video", "video_path", "file", "filename")

@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ._core import CILValueError
+from cil_core.validation import CILValueError
 
 FORMAT = "comfyui-cil/train-state"
 NAME = re.compile(r"^step_(\d{8})\.safetensors$")

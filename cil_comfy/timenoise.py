@@ -1,4 +1,4 @@
-"""TimeNoise Conditioning (paper Sec. 4.2) as an APPLY_MODEL wrapper on a MODEL.
+"""TimeNoise at inference (paper Sec. 4.2, our extension) as an APPLY_MODEL wrapper on a MODEL.
 
 At every model call, the conditional image of the COND chunks (never the uncond ones, never in
 place) gets β_s·ε with β_s from cil_core's TimeNoise distribution at that call's t:
@@ -19,18 +19,14 @@ Where the image enters, per model (comfy/model_base.py):
 
 from __future__ import annotations
 
-import struct
-
 import torch
-from comfy_api.latest import io
 
-from ..cil_core.timenoise import TimeNoiseConfig, add_condition_noise
-from ..cil_core.validation import CILValueError
-from .cil_types import show_text
-from .comfy_bridge import detect_family, family_from_model_sampling, family_label
+from cil_core.timenoise import BETA_MODES, TimeNoiseConfig, add_condition_noise, beta_at, seed_for_call
+from cil_core.validation import CILValueError
+
+from .models import detect_family, family_from_model_sampling, family_label
 
 WRAPPER_KEY = "comfyui_cil_timenoise"
-MODES = ("sampled", "quantile")
 NOISE_SHAPES = ("per_element", "per_sample_scalar")
 
 
@@ -43,12 +39,6 @@ def model_kind(base) -> str:
     if type(base) is mb.WAN21 and getattr(base, "image_to_video", False):
         return "wan"
     return "concat"
-
-
-def seed_for_call(seed: int, sigma: float) -> int:
-    """Deterministic per (seed, σ): the same call in a re-run gets the same noise."""
-    bits = struct.unpack(">Q", struct.pack(">d", float(sigma)))[0]
-    return (int(seed) * 0x9E3779B97F4A7C15 ^ bits) % (2**63 - 1)
 
 
 class TimeNoiseWrapper:
@@ -69,10 +59,7 @@ class TimeNoiseWrapper:
         return cached[1]
 
     def beta(self, family, sigma: float, gen: torch.Generator) -> float:
-        t = family.timenoise_time(sigma)
-        if self.mode == "quantile":
-            return float(self.config.quantile(self.quantile, t))
-        return float(self.config.sample(t, gen))
+        return beta_at(self.config, float(family.timenoise_time(sigma)), self.mode, self.quantile, gen)
 
     def draw(self, shape, gen: torch.Generator) -> torch.Tensor:
         if self.scalar:
@@ -152,62 +139,26 @@ class TimeNoiseWrapper:
                 new[key][rows] = self.noised(tokens, beta, self.draw(shape, gen).to(tokens.device))
 
 
-TIP_BETA_M = (
-    "Largest noise std β_m. Official values: SVD 15 (raw VAE latent), DynamiCrafter 100, VideoCrafter1 25. Use the "
-    "value the model was fine-tuned with. 0 disables the noise."
-)
 
 
-class TimeNoiseConditioning(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="CIL_TimeNoiseConditioning",
-            display_name="TimeNoise Conditioning",
-            category="CIL/timenoise",
-            description=(
-                "Patches the MODEL so that at every denoising call the conditional image (concat latent, and CLIP image "
-                "tokens where the model has them) of the positive chunks gets noise β_s·ε with β_s following the TimeNoise "
-                "distribution at that call's t (paper Sec. 4.2). It is what a model FINE-TUNED WITH TimeNoise expects at "
-                "inference; on stock models it is an inference-time EXPERIMENT (the paper applies no TimeNoise at inference)."
-            ),
-            inputs=[
-                io.Model.Input("model", tooltip="A TimeNoise-fine-tuned model (intended use) or a stock concat I2V model (experiment)."),
-                io.Float.Input("beta_m", default=15.0, min=0.0, max=1000.0, step=0.1, tooltip=TIP_BETA_M),
-                io.Float.Input("a", default=5.0, min=0.01, max=100.0, step=0.01, tooltip="Shape of μ(t) = 2t^a − 1: 1 linear, >1 convex (official 5: little noise until late t), <1 concave."),
-                io.Float.Input("s", default=1.0, min=0.01, max=10.0, step=0.01, tooltip="Std of the logit-normal draw (official 1)."),
-                io.Combo.Input("mode", options=list(MODES), default="sampled", tooltip="'sampled': β_s drawn at every call as in training. 'quantile': the deterministic q-quantile of β_s at t."),
-                io.Float.Input("quantile", default=0.5, min=0.001, max=0.999, step=0.001, tooltip="q for mode 'quantile' (0.5 = the median β_m·sigmoid(μ(t))); ignored when sampled."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the condition noise; each call's draw depends only on this seed and its sigma."),
-                io.Combo.Input("noise_shape", options=list(NOISE_SHAPES), default="per_element", tooltip="'per_element': ε ~ N(0, I) on the image latent (paper). 'per_sample_scalar': one Gaussian number per video, as the official SVD training code does."),
-                io.Boolean.Input("noise_clip_tokens", default=False, tooltip="Also noise the CLIP image tokens where the model keeps them apart (SVD's image embedding, Wan 2.1's clip_fea)."),
-            ],
-            outputs=[io.Model.Output(display_name="MODEL"), io.String.Output(display_name="info")],
-            hidden=[io.Hidden.unique_id],
-        )
+def patch_timenoise(model, beta_m: float, a: float, s: float, mode: str, quantile: float, seed: int, noise_shape: str,
+                    noise_clip_tokens: bool):
+    """A clone of ``model`` with the TimeNoise wrapper (replacing an earlier one) and a line of text."""
+    import comfy.patcher_extension as pe
 
-    @classmethod
-    def execute(cls, model, beta_m, a, s, mode, quantile, seed, noise_shape, noise_clip_tokens) -> io.NodeOutput:
-        import comfy.patcher_extension as pe
-
-        config = TimeNoiseConfig(beta_m=beta_m, a=a, s=s)
-        if mode not in MODES or noise_shape not in NOISE_SHAPES:
-            raise CILValueError(f"mode={mode!r}, noise_shape={noise_shape!r}; expected {MODES} and {NOISE_SHAPES}.")
-        family = detect_family(model)
-        out = model.clone()
-        out.remove_wrappers_with_key(pe.WrappersMP.APPLY_MODEL, WRAPPER_KEY)
-        out.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
-                                 TimeNoiseWrapper(config, mode, quantile, seed, noise_shape, noise_clip_tokens))
-        kind = model_kind(out.model)
-        where = {
-            "svd": "SVD concat latent (+ augmentation level in y set to β_s)" + (" and CLIP image embedding" if noise_clip_tokens else ""),
-            "wan": "Wan I2V image channels c_concat[:, 4:] on masked frames" + (" and clip_fea tokens" if noise_clip_tokens else ""),
-            "concat": "the whole concat conditioning" + (" (CLIP tokens not separable for this model: left clean)" if noise_clip_tokens else ""),
-        }[kind]
-        law = "sampled β_s" if mode == "sampled" else f"β_s = its {quantile:g}-quantile"
-        info = f"TimeNoise on {where}; {family_label(family)}; β_m={beta_m:g}, a={a:g}, s={s:g}, {law}, {noise_shape}."
-        show_text(cls, info)
-        return io.NodeOutput(out, info)
-
-
-NODES = [TimeNoiseConditioning]
+    config = TimeNoiseConfig(beta_m=beta_m, a=a, s=s)
+    if mode not in BETA_MODES or noise_shape not in NOISE_SHAPES:
+        raise CILValueError(f"mode={mode!r}, noise_shape={noise_shape!r}; expected {BETA_MODES} and {NOISE_SHAPES}.")
+    family = detect_family(model)
+    out = model.clone()
+    out.remove_wrappers_with_key(pe.WrappersMP.APPLY_MODEL, WRAPPER_KEY)
+    out.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
+                             TimeNoiseWrapper(config, mode, quantile, seed, noise_shape, noise_clip_tokens))
+    kind = model_kind(out.model)
+    where = {
+        "svd": "SVD concat latent (+ augmentation level in y set to β_s)" + (" and CLIP image embedding" if noise_clip_tokens else ""),
+        "wan": "Wan I2V image channels c_concat[:, 4:] on masked frames" + (" and clip_fea tokens" if noise_clip_tokens else ""),
+        "concat": "the whole concat conditioning" + (" (CLIP tokens not separable for this model: left clean)" if noise_clip_tokens else ""),
+    }[kind]
+    law = "sampled β_s" if mode == "sampled" else f"β_s = its {quantile:g}-quantile"
+    return out, f"TimeNoise on {where}; {family_label(family)}; β_m={beta_m:g}, a={a:g}, s={s:g}, {law}, {noise_shape}."

@@ -1,0 +1,133 @@
+"""TimeNoise fine-tuning of a graph's MODEL: the trainer (cil_train) run from the TimeNoise Fine-Tune node.
+
+Data: either one training video given as its LATENT (VAEEncode of the frames) plus the
+conditioning made for it (SVD_img2vid_Conditioning / WanImageToVideo …: concat image, CLIP
+embedding, fps, motion bucket), or a folder / WebVid CSV of videos decoded with PyAV and encoded
+with the graph's VAE (+ CLIP vision for SVD). ComfyUI runs nodes under ``torch.inference_mode``;
+the trainer leaves it and swaps inference tensors for ordinary copies of equal value.
+
+LoRA mode trains hooks on the (shared) model and removes them afterwards; the MODEL output is
+the input model with the saved LoRA applied by ComfyUI's own loader (load_lora_for_models), and
+the file lands in models/loras (LoraLoaderModelOnly lists it). Full mode trains a copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from cil_core.validation import CILValueError
+from cil_train.config import (
+    DataSection, LoraSection, LossSection, ModelSection, OptimSection, RunSection, SVDSection, TrainConfig,
+)
+from cil_train.data import ClipDataset, ClipSpec, InMemoryDataset, list_entries
+from cil_train.loop import Trainer
+from cil_train.progress import draw_loss_curve
+
+from .host import boot
+from .loaders import load_models
+from .train_adapters import make_adapter
+
+
+def adapter_from_config(cfg: TrainConfig):
+    """Boot ComfyUI, load ``cfg.model`` with ComfyUI's loaders and wrap it for the trainer."""
+    comfy = boot(cfg.model.comfyui_path, cfg.model.device)
+    loaded = load_models(cfg, comfy)
+    return make_adapter(loaded.model, cfg, vae=loaded.vae, clip_vision=loaded.clip_vision,
+                        text_encoder=loaded.text_encoder, source=loaded.source)
+
+
+def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, beta_m, a, lora_rank, lora_alpha,
+                   batch_size, grad_accum, precision, gradient_checkpointing, ema_decay, checkpoint_every, seed,
+                   output_name, resume, positive=None, latent=None, video_folder="", vae=None, clip_vision=None,
+                   frames=14, width=512, height=320, fps=0.0, stride=1, node_id: str = "CIL_TimeNoiseTrain"):
+    """The TimeNoise Fine-Tune node's run: (trained MODEL, LoRA path or "", loss plot IMAGE)."""
+    import comfy.model_management as mm
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+
+    if not video_folder and (latent is None or positive is None):
+        raise CILValueError("TimeNoise Fine-Tune needs training data: connect 'latent' and 'positive' (one video), or set video_folder.")
+    run_dir = Path(folder_paths.get_output_directory()) / "cil_train" / output_name
+    if not resume and any((run_dir / "checkpoints").glob("step_*.safetensors")):
+        raise CILValueError(f"output/cil_train/{output_name} already holds checkpoints: switch 'resume' on, or pick another output_name.")
+    cfg = TrainConfig(
+        mode=mode,
+        model=ModelSection(kind="comfy"),
+        data=DataSection(source=video_folder, frames=frames, height=height, width=width, fps=fps, stride=stride,
+                         clip_start="random", workers=0, batch_size=batch_size),
+        loss=LossSection(timenoise=timenoise, beta_m=beta_m, a=a),
+        lora=LoraSection(rank=lora_rank, alpha=lora_alpha),
+        optim=OptimSection(lr=learning_rate, weight_decay=weight_decay, grad_accum=grad_accum, ema_decay=ema_decay),
+        run=RunSection(steps=steps, seed=seed, output_dir=str(run_dir), checkpoint_every=checkpoint_every,
+                       precision=precision, grad_checkpointing=gradient_checkpointing, progress=False),
+        svd=SVDSection(),
+    ).validate()
+    with torch.inference_mode(False):
+        patcher = trainable_copy(model) if mode == "full" else model
+        fixed_text = positive[0][0][0].clone() if positive else None
+        adapter = make_adapter(patcher, cfg, vae=vae, clip_vision=clip_vision, source="graph", fixed_text=fixed_text)
+        dataset = (ClipDataset(list_entries(cfg.data), ClipSpec.from_config(cfg.data), seed) if video_folder
+                   else InMemoryDataset([graph_item(adapter, latent, positive)], seed))
+        bar = comfy.utils.ProgressBar(steps)
+        lora_file = Path(folder_paths.get_folder_paths("loras")[0]) / f"{output_name}.safetensors"
+        trainer = Trainer(adapter, dataset, cfg, on_step=lambda step, row: bar.update_absolute(step, steps),
+                          check_cancel=mm.throw_exception_if_processing_interrupted, export_full=False,
+                          lora_name=str(lora_file), extra_metadata={"trained_with": node_id})
+        result = trainer.run(resume=resume)
+    if mode == "lora":
+        trained = comfy.sd.load_lora_for_models(model, None, result.lora_state, 1.0, 0)[0]
+        lora_path = str(result.lora_path)
+    else:
+        trained, lora_path = patcher, ""
+    plot = draw_loss_curve(result.steps, result.losses)
+    image = torch.frombuffer(bytearray(plot.tobytes()), dtype=torch.uint8).reshape(plot.height, plot.width, 3)
+    return trained, lora_path, image[None].float() / 255.0
+
+
+
+
+def trainable_copy(model):
+    """A new ModelPatcher over a deep copy of the model, with the input's weight patches baked in
+    and its object patches / model options kept: full fine-tuning never touches the input."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    mm.load_models_gpu([model], force_full_load=True)  # applies the input's LoRAs etc. to the weights
+    with torch.no_grad():  # the config object answers None for unknown attributes: share it, don't copy it
+        base = copy.deepcopy(model.model, memo={id(model.model.model_config): model.model.model_config})
+    copy_ = comfy.model_patcher.ModelPatcher(base, load_device=model.load_device, offload_device=model.offload_device)
+    copy_.model_options = copy.deepcopy(model.model_options)
+    for name, obj in getattr(model, "object_patches", {}).items():
+        copy_.add_object_patch(name, obj)
+    return copy_
+
+
+def graph_item(adapter, latent: dict, positive: list) -> dict:
+    """One training clip from the graph: the video LATENT and the conditioning made for it."""
+    import comfy.utils
+
+    samples = latent["samples"].float().clone()
+    emb, options = positive[0][0], dict(positive[0][1])
+    if adapter.family_name == "svd":
+        if samples.dim() != 4:
+            raise CILValueError(f"SVD latents are [frames, 4, h, w]; got {tuple(samples.shape)}.")
+        image = options.get("concat_latent_image")
+        if image is None:
+            raise CILValueError("the conditioning has no concat_latent_image: build it with SVD_img2vid_Conditioning.")
+        image = image.float()
+        if image.shape[-2:] != samples.shape[-2:]:
+            image = comfy.utils.common_upscale(image, samples.shape[-1], samples.shape[-2], "bilinear", "center")
+        return {"latent": samples, "image": image[0].clone(), "embed": emb.float().reshape(1, -1).clone(),
+                "fps": int(options.get("fps", 6)), "motion_bucket_id": int(options.get("motion_bucket_id", 127))}
+    if adapter.frames_as_batch:
+        item_latent = samples
+    else:
+        if samples.dim() != 5 or samples.shape[0] != 1:
+            raise CILValueError(f"Wan latents are [1, C, T, h, w] (one video); got {tuple(samples.shape)}.")
+        item_latent = samples[0]
+    options = {k: v for k, v in options.items() if k not in ("pooled_output",)}
+    return {"latent": item_latent, "options": options | {"cross_attn": emb.float().clone()}}

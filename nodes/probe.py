@@ -1,0 +1,91 @@
+"""Leakage Probe node (paper Sec. 3.1, Fig. 2/6); the engine is cil_comfy.probe."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from cil_comfy.probe import ProbeSettings, parse_preview_times, probe_and_save
+from cil_core import probe_report as report_lib
+from cil_core.start_rule import START_RULES, StartRule
+from cil_core.validation import CILValueError
+
+NODE_ID = "CIL_LeakageProbe"
+
+DESCRIPTION = """Measures conditional image leakage (paper Sec. 3.1, Fig. 2): for each t on the grid the
+reference video is noised with the model's own forward process and the model predicts the clean
+video in one step (through ComfyUI's guider, with your conditioning and CFG). The plot shows
+motion(prediction) / motion(reference) against t; a leaking model's ratio collapses toward 0 at
+large t (the prediction is a still copy of the conditional image).
+
+Recommended start M (plateau rule, the default): if the ratio at the largest t is below the leak
+threshold, M is the lower edge of the plateau where the curve has settled at its large-t value
+(ratio <= r_top + tolerance x (r_bottom - r_top)). Steps on the plateau add no motion and pull the
+sample toward a still copy; a late start there (Late Start Sampler, Analytic-Init prior; paper
+Sec. 4.1) skips the whole copying regime and no more. Skipping steps still costs some fidelity on
+some models (on the toy world every late start does): compare with sampling from T. The threshold
+rule (M = largest t whose ratio stays >= threshold) is kept for comparison; it starts far too low. Ratio on the latent frame-difference energy; with a VAE and OpenCV installed
+the pixel optical-flow ratio is reported too. Table saved as JSON + CSV (+ the plot PNG) in the output folder."""
+
+
+class LeakageProbe(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE_ID,
+            display_name="Leakage Probe",
+            category="CIL/analysis",
+            description=DESCRIPTION,
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The image-to-video model to probe (SVD, DynamiCrafter, Wan, …), with any patches your graph applies."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning from the model's I2V conditioning node (e.g. SVD_img2vid_Conditioning), built from the reference video's first frame."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning from the same I2V conditioning node (used when cfg > 1)."),
+                io.Latent.Input("video_latent", optional=True, tooltip="The reference video as a LATENT from VAE Encode (raw VAE space; ComfyUI maps it into model space). Connect this OR video_frames + vae."),
+                io.Image.Input("video_frames", optional=True, tooltip="The reference video as IMAGE frames (at least 2), encoded here with the vae. Connect this + vae OR video_latent."),
+                io.Vae.Input("vae", optional=True, tooltip="The model's VAE: encodes video_frames, and decodes predictions for the pixel optical-flow metric (needs OpenCV)."),
+                io.Int.Input("grid_count", default=10, min=1, max=200, tooltip="Number of probe times t, evenly spaced from t_min to t_max (1 = only t_max)."),
+                io.Float.Input("t_min", default=0.1, min=0.0, max=1.0, step=0.01, round=False, tooltip="Smallest probe time, in (0, 1] (fraction of the diffusion time T; 1 = pure noise)."),
+                io.Float.Input("t_max", default=1.0, min=0.0, max=1.0, step=0.01, round=False, tooltip="Largest probe time, in (0, 1], >= t_min. Leakage shows at large t."),
+                io.Int.Input("samples_per_t", default=4, min=1, max=256, tooltip="Noise draws per t; the plot shows their mean and min–max. More = smoother curve, proportionally slower."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the forward-process noise ε; the same seed gives the same table whatever max_batch is."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance of the one-step prediction. 1 = conditional model only, as in the paper's probe; set your sampler's cfg to probe what your graph runs."),
+                io.Combo.Input("start_rule", options=list(START_RULES), default="plateau", tooltip="How M is read off the curve. plateau: the lower edge of the large-t plateau where the model copies the image (skips only the copying steps). threshold: the largest t whose ratio stays >= threshold (starts lower; kept for comparison)."),
+                io.Float.Input("threshold", default=0.5, min=0.01, max=2.0, step=0.05, tooltip="Leak threshold: a mean motion ratio below this counts as leaking. plateau rule: no late start unless the ratio at the largest t is below it. threshold rule: M = largest grid t with ratio >= threshold there and at every smaller grid t."),
+                io.Float.Input("plateau_tolerance", default=0.1, min=0.0, max=0.99, step=0.01, round=False, tooltip="plateau rule only: a t is on the plateau when its ratio is within this share of the collapse (r_bottom - r_top) above the ratio at the largest t. 0.1 = the 10-90% convention: 90% of the collapse has happened. Larger = earlier M."),
+                io.Int.Input("max_batch", default=8, min=1, max=1024, tooltip="Noisy videos per model call: all (t, sample) pairs go through in ceil(grid_count*samples_per_t/max_batch) calls. A call that runs out of GPU memory is split in halves automatically (same numbers)."),
+                io.String.Input("preview_t", default="auto", tooltip="Which one-step predictions the predictions output holds (sample 0): auto = largest t and the recommended M; all; none; or times such as 0.5, 0.9 (nearest grid t)."),
+                io.Combo.Input("pixel_metric", options=["auto", "off"], default="auto", tooltip="auto: also report the pixel optical-flow ratio (OpenCV Farneback) when a vae is connected and opencv is installed; decodes every prediction (slower). off: latent metric only."),
+                io.String.Input("filename_prefix", default="cil_probe/leakage_probe", tooltip="Where the table (JSON, CSV) and plot (PNG) are saved, relative to ComfyUI's output folder."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="plot", tooltip="Motion ratio vs t with the leak threshold, the plateau level and the recommended M."),
+                io.String.Output(display_name="table", tooltip="The probe's table as text (also saved as JSON + CSV)."),
+                io.Float.Output(display_name="recommended_M", tooltip="Recommended start M in (0, 1]: wire into the Late Start Sampler's M."),
+                io.Latent.Output(display_name="predictions", tooltip="One-step predictions at preview_t (raw VAE space) for VAE Decode; frames-as-batch models get the videos one after another."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, grid_count, t_min, t_max, samples_per_t, start_rule, threshold, plateau_tolerance, max_batch, preview_t):
+        try:
+            report_lib.grid(float(t_min), float(t_max), int(grid_count))
+            parse_preview_times(str(preview_t))
+            StartRule(str(start_rule), float(threshold), float(plateau_tolerance))
+        except CILValueError as exc:
+            return str(exc)
+        if samples_per_t < 1 or max_batch < 1:
+            return f"samples_per_t={samples_per_t} and max_batch={max_batch} must be >= 1."
+        return True
+
+    @classmethod
+    def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
+                plateau_tolerance, max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None,
+                vae=None) -> io.NodeOutput:
+        settings = ProbeSettings.from_widgets(grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
+                                              plateau_tolerance, max_batch, pixel_metric)
+        out = probe_and_save(model, positive, negative, settings, preview_t, filename_prefix,
+                             video_latent=video_latent, video_frames=video_frames, vae=vae)
+        return io.NodeOutput(out.image, out.text, out.recommended_m, out.preview, ui=out.ui)
+
+
+NODES = [LeakageProbe]
