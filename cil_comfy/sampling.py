@@ -109,10 +109,26 @@ class InitSpec:
         name = (stats.meta.get("file") or stats.meta.get("name") or "") if stats is not None else ""
         return cls(family or detect_family(model), sigma, stats, naive_mode, fit, name)
 
+    @property
+    def skip_frames(self) -> int:
+        """Leading latent frames the stats were NOT estimated on (the start image of replacement
+        models, e.g. Wan 2.2 TI2V-5B): sampling does not generate them, so E[x0] starts after them."""
+        return int(self.stats.meta.get("skip_frames", "0")) if self.stats is not None else 0
+
     def fitted_stats(self, samples: torch.Tensor) -> AnalyticStats | None:
+        """The stats fitted to the generated frames of this latent, E[x0] padded with zeros over the
+        skipped leading frames (whose initial state is ComfyUI's own, see ``generated_elements``)."""
         if self.stats is None:
             return None
-        return fit_or_explain(self.stats, video_shape(samples), self.fit, "this latent")
+        c, f, h, w = video_shape(samples)
+        k = self.skip_frames
+        if not 0 <= k < f:
+            raise CILValueError(f"the stats skip {k} leading latent frame(s) but this latent has {f}; estimate stats for this frame count.")
+        fitted = fit_or_explain(self.stats, (c, f - k, h, w), self.fit, "the generated frames of this latent" if k else "this latent")
+        if k:
+            fitted = AnalyticStats(torch.cat([fitted.mean.new_zeros(c, k, h, w), fitted.mean], dim=1), fitted.tr_cov_d,
+                                   fitted.channel_var, fitted.count, fitted.meta)
+        return fitted
 
     def describe(self, samples: torch.Tensor | None = None) -> str:
         head = f"late start at sigma_M={self.sigma:.6g} on {family_label(self.family)}"
@@ -127,13 +143,32 @@ class InitSpec:
         return text + "."
 
 
-def draw_state(spec: InitSpec, samples: torch.Tensor, seed: int, batch_index=None) -> torch.Tensor:
-    """x_M in model space, float32, the latent's shape: cil_core's Analytic-Init draw with
-    KSampler's ε for ``seed``."""
+def ksampler_noise(samples: torch.Tensor, seed: int, batch_index=None) -> torch.Tensor:
+    """The standard normal ε KSampler draws for this latent and seed."""
     import comfy.sample
 
+    return comfy.sample.prepare_noise(samples, seed, batch_index)
+
+
+def generated_elements(samples: torch.Tensor, noise_mask: torch.Tensor | None, skip_frames: int) -> torch.Tensor | None:
+    """Where sampling generates the latent (bool, the latent's shape; None = everywhere): not where a
+    noise_mask below 1 keeps the user's latent (fully or partly), not in the leading frames the stats skip."""
+    if noise_mask is None and not skip_frames:
+        return None
+    generated = torch.ones(samples.shape, dtype=torch.bool)
+    if noise_mask is not None:
+        import comfy.sampler_helpers
+
+        generated &= comfy.sampler_helpers.prepare_mask(noise_mask, samples.shape, "cpu") >= 1.0
+    if skip_frames:
+        frames = generated[:skip_frames] if latent_layout(samples) == "TCHW" else generated[:, :, :skip_frames]
+        frames.fill_(False)
+    return generated
+
+
+def draw_state(spec: InitSpec, samples: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_M in model space, float32, the latent's shape: cil_core's Analytic-Init draw with ``eps``."""
     layout = latent_layout(samples)
-    eps = comfy.sample.prepare_noise(samples, seed, batch_index)
     eps_videos = eps.permute(1, 0, 2, 3).unsqueeze(0) if layout == "TCHW" else eps  # [N, C, F, H, W]
     x_m = sample_initial_latent(spec.family, spec.sigma, spec.fitted_stats(samples), shape=video_shape(samples),
                                 naive_mode=spec.naive_mode, noise=eps_videos, dtype=torch.float32)
@@ -176,9 +211,14 @@ class AnalyticInitNoise:
         samples = input_latent["samples"]
         if getattr(samples, "is_nested", False):
             raise CILValueError("nested (multi-shape) latents are not supported by the Analytic-Init NOISE.")
-        x_m = draw_state(self.spec, samples.to(torch.float32), self.seed, input_latent.get("batch_index"))
-        latent_in = sampler_latent_in(self.model, samples.to(torch.float32))
-        return state_to_noise(self.model, self.spec.sigma, x_m, latent_in).to(dtype=samples.dtype, device="cpu")
+        samples = samples.to(torch.float32)
+        eps = ksampler_noise(samples, self.seed, input_latent.get("batch_index"))
+        latent_in = sampler_latent_in(self.model, samples)
+        noise = state_to_noise(self.model, self.spec.sigma, draw_state(self.spec, samples, eps), latent_in)
+        generated = generated_elements(samples, input_latent.get("noise_mask"), self.spec.skip_frames)
+        if generated is not None:  # elsewhere ComfyUI's own start from the user's latent
+            noise = torch.where(generated, noise, eps.to(noise.dtype))
+        return noise.to(dtype=input_latent["samples"].dtype, device="cpu")
 
 
 def check_stats_space(model, stats: AnalyticStats | None) -> str:
@@ -258,8 +298,12 @@ def analytic_init_latent(model, latent: dict, m: float, seed: int, naive_mode: s
     sigma = native_start_sigma(family, m)
     spec = InitSpec.for_model(model, sigma, stats, naive_mode, fit, family)
     samples = fix_empty_latent(model, latent["samples"]).to(torch.float32)
+    eps = ksampler_noise(samples, seed, latent.get("batch_index"))
     out = latent.copy()
-    out["samples"] = state_to_latent(model, sigma, draw_state(spec, samples, seed, latent.get("batch_index")))
+    out["samples"] = state_to_latent(model, sigma, draw_state(spec, samples, eps))
+    generated = generated_elements(samples, latent.get("noise_mask"), spec.skip_frames)
+    if generated is not None:  # the user's latent stays where sampling does not generate
+        out["samples"] = torch.where(generated, out["samples"], samples)
     info = f"M={m:g}: " + spec.describe(samples) + check_stats_space(model, stats)
     info += " Sample it with NO added noise and a schedule that starts at sigma_M (e.g. Late Start Sigmas)."
     return out, sigma, info
