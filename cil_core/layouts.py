@@ -59,10 +59,3 @@ def from_cfhw(video: torch.Tensor, layout: str, batch: int = 1) -> torch.Tensor:
     if layout == "BCTHW":
         return video.contiguous()
     raise CILValueError(f"layout={layout!r}; expected one of {LAYOUTS}.")
-
-
-def cfhw_to_layout(video: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A CFHW tensor broadcast to the layout and batch of the ComfyUI latent ``like`` (a view)."""
-    if latent_layout(like) == "TCHW":
-        return video.permute(1, 0, 2, 3)
-    return video.unsqueeze(0).expand(like.shape[0], *video.shape)

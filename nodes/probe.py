@@ -81,10 +81,9 @@ class LeakageProbe(io.ComfyNode):
     def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
                 plateau_tolerance, max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None,
                 vae=None) -> io.NodeOutput:
-        settings = ProbeSettings.from_widgets(grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
-                                              plateau_tolerance, max_batch, pixel_metric)
-        out = probe_and_save(model, positive, negative, settings, preview_t, filename_prefix,
-                             video_latent=video_latent, video_frames=video_frames, vae=vae)
+        out = probe_and_save(model, positive, negative, ProbeSettings.from_widgets(
+            grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold, plateau_tolerance, max_batch,
+            pixel_metric), preview_t, filename_prefix, video_latent=video_latent, video_frames=video_frames, vae=vae)
         return io.NodeOutput(out.image, out.text, out.recommended_m, out.preview, ui=out.ui)
 
 
