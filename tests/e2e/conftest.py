@@ -444,6 +444,12 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="session")
+def workflows_dir() -> Path:
+    """The folder of UI workflows under test (CIL_E2E_WORKFLOWS, default the repo's workflows/)."""
+    return WORKFLOWS_DIR
+
+
+@pytest.fixture(scope="session")
 def all_workflow_files() -> list[Path]:
     return workflow_files()
 
@@ -464,6 +470,12 @@ def pack_workflows() -> tuple[str, Path, list[Path]]:
     """(pack folder name, the repo's workflows folder, its UI workflows): what the template
     browser must offer, independent of CIL_E2E_WORKFLOWS."""
     return PACK_NAME, PACK_WORKFLOWS_DIR, workflow_files(PACK_WORKFLOWS_DIR)
+
+
+@pytest.fixture(scope="session")
+def pack_manifest() -> tuple[dict, Path | None]:
+    """(entries, path) of the manifest of the repo's workflows folder (see load_manifest)."""
+    return load_manifest(PACK_WORKFLOWS_DIR)
 
 
 @pytest.fixture(scope="session")
