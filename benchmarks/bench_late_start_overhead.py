@@ -30,9 +30,9 @@ def load_host_helpers():
     import host_boot
     import tiny_models
 
-    reason = host_boot.why_no_host()
-    if reason:
-        raise SystemExit(f"bench_late_start_overhead: {reason}")
+    problem = host_boot.unavailable()
+    if problem:
+        raise SystemExit(f"bench_late_start_overhead: {problem[1]}")
     return host_boot, tiny_models
 
 

@@ -37,9 +37,9 @@ def boot_host():
     import host_boot
     import tiny_models
 
-    reason = host_boot.why_no_host()
-    if reason:
-        sys.exit(f"bench_probe_batching: {reason} (and run with a python that has ComfyUI's requirements)")
+    problem = host_boot.unavailable()
+    if problem:
+        sys.exit(f"bench_probe_batching: {problem[1]}")
     sys.argv = sys.argv[:1]
     host_boot.Host(Path(tempfile.mkdtemp(prefix="cil-bench-")))
     import cil_comfy.probe as engine

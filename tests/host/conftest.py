@@ -5,7 +5,7 @@ The rooms, one module each beside this file (importable by their plain names: th
 this folder on ``sys.path``, after ComfyUI's root and next to the repo root, which stays last):
 
 * ``host_boot``     — ``Host`` (the booted ComfyUI: ``run``/``validate``/``load_latent``/``register``),
-                      ``HostServer``, ``PromptFailed``, ``why_no_host``;
+                      ``HostServer``, ``PromptFailed``, ``unavailable``;
 * ``tiny_models``   — ``tiny_svd``, ``tiny_vp``, ``tiny_wan``, ``svd_conditioning``, ``wan_conditioning``,
                       ``init_weights``, ``tiny_sd_vae``, ``tiny_wan_vae``, ``tiny_clip_vision``, ``make_stats``;
 * ``ciltest_nodes`` — the test-only ``CILTest_*`` nodes, ``CAPTURES``, ``IMAGE_STORE``.
@@ -16,8 +16,10 @@ CILTest_* node), ``captures`` (what the capture nodes recorded), ``image_store``
 (official Analytic-Init files from shared/data, or skip) and ``dc_wrapper`` (kijai's
 DynamiCrafterWrapper from a temporary copy, or skip when CIL_DCWRAPPER_PATH is unset).
 
-Without COMFYUI_PATH every host test file except test_00_host.py is left out, and that file
-skips with one line saying why. Every test collected here carries the ``host`` mark.
+Without a host (COMFYUI_PATH unset, or a python without torchvision) every host test file except
+test_00_host.py is left out, and that file skips with one line saying why; with a broken one
+(COMFYUI_PATH not a ComfyUI checkout, torchvision that does not import) it fails, saying why.
+Every test collected here carries the ``host`` mark.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ for _entry in (HERE, REPO):  # appended: ComfyUI's root goes first at boot, the 
     if str(_entry) not in sys.path:
         sys.path.append(str(_entry))
 
-from host_boot import Host, why_no_host  # noqa: E402  (needs the sys.path entry above)
+from host_boot import Host, unavailable  # noqa: E402  (needs the sys.path entry above)
 from tiny_models import make_stats, tiny_svd, tiny_vp, tiny_wan  # noqa: E402
 import ciltest_nodes  # noqa: E402
 
-_WHY_NOT = why_no_host()
-SKIP_REASON = f"host tier skipped: {_WHY_NOT}" if _WHY_NOT else None
-if SKIP_REASON:
+_PROBLEM = unavailable()
+SKIP_REASON = f"host tier skipped: {_PROBLEM[1]}" if _PROBLEM and _PROBLEM[0] == "skip" else None
+FAIL_REASON = f"host tier cannot run: {_PROBLEM[1]}" if _PROBLEM and _PROBLEM[0] == "fail" else None
+if _PROBLEM:  # test_00_host.py alone says why, in one line: a skip (no host here) or a failure (a broken one)
     collect_ignore_glob = ["test_[!0]*.py", "test_0[!0]*.py"]
 
 
@@ -62,6 +65,8 @@ def host() -> Host:
     global _HOST
     if SKIP_REASON:
         pytest.skip(SKIP_REASON)
+    if FAIL_REASON:
+        pytest.fail(FAIL_REASON, pytrace=False)
     if _HOST is None:
         _HOST = Host(Path(tempfile.mkdtemp(prefix="cil-host-")))
     return _HOST

@@ -24,17 +24,24 @@ def comfyui_path() -> str:
     return os.environ.get("COMFYUI_PATH", "")
 
 
-def why_no_host(path: str | None = None) -> str | None:
-    """Why a real ComfyUI cannot be booted here (one line), or None when it can."""
+def unavailable(path: str | None = None) -> tuple[str, str] | None:
+    """None when this python can boot the ComfyUI at ``path`` (default $COMFYUI_PATH); else
+    (kind, one line saying why). kind "skip": no host here (COMFYUI_PATH unset, or this python has
+    no torchvision, so it is not a host venv); kind "fail": a host was asked for but is broken
+    (COMFYUI_PATH is not a ComfyUI checkout, or torchvision is installed but does not import)."""
+    import importlib.util
+
     path = comfyui_path() if path is None else path
     if not path:
-        return "COMFYUI_PATH is not set (point it at a ComfyUI checkout to run real graphs)"
+        return "skip", "COMFYUI_PATH is not set (point it at a ComfyUI checkout to run real graphs)"
     if not (Path(path) / "comfy" / "model_sampling.py").is_file():
-        return f"COMFYUI_PATH={path!r} is not a ComfyUI checkout (no comfy/model_sampling.py)"
+        return "fail", f"COMFYUI_PATH={path!r} is not a ComfyUI checkout (no comfy/model_sampling.py)"
+    if importlib.util.find_spec("torchvision") is None:
+        return "skip", f"{sys.executable} has no torchvision (ComfyUI needs it): run this tier with the host venv's pytest"
     try:
         import torchvision  # noqa: F401  (ComfyUI's core imports it)
     except Exception as exc:  # pragma: no cover - environment dependent
-        return f"this python cannot import torchvision ({exc}); use the host venv"
+        return "fail", f"torchvision is installed in {sys.executable} but does not import ({type(exc).__name__}: {exc})"
     return None
 
 
