@@ -12,7 +12,6 @@ is printed. Target: <= 1.02.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -23,13 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_host_helpers():
-    """The host-test fixture module (real ComfyUI boot + tiny models), loaded by path."""
-    spec = importlib.util.spec_from_file_location("cil_host_conftest", REPO / "tests" / "host" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if module.SKIP_REASON:
-        raise SystemExit(module.SKIP_REASON)
-    return module
+    """The host tier's modules (tests/host): ``host_boot`` (a real ComfyUI booted in-process with
+    this pack) and ``tiny_models``, imported by their plain names as the tier's conftest does."""
+    for entry in (REPO / "tests" / "host", REPO):  # appended: the boot puts ComfyUI's root first, the repo last
+        if str(entry) not in sys.path:
+            sys.path.append(str(entry))
+    import host_boot
+    import tiny_models
+
+    problem = host_boot.unavailable()
+    if problem:
+        raise SystemExit(f"bench_late_start_overhead: {problem[1]}")
+    return host_boot, tiny_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cfg", type=float, default=2.5)
     args = parser.parse_args(argv)
 
-    helpers = load_host_helpers()
-    host = helpers.Host(Path(tempfile.mkdtemp(prefix="cil-bench-")))
+    host_boot, helpers = load_host_helpers()
+    host = host_boot.Host(Path(tempfile.mkdtemp(prefix="cil-bench-")))
     import torch
 
     model = helpers.tiny_svd(0)

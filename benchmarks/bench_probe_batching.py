@@ -19,8 +19,6 @@ Timings are interleaved (batched, one-call, per-t, per-pair, batched, …); the 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import statistics
 import sys
 import tempfile
@@ -31,17 +29,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def boot_host():
-    """The host tests' in-process ComfyUI (tests/host/conftest.py), with this pack loaded."""
-    if not os.environ.get("COMFYUI_PATH"):
-        sys.exit("set COMFYUI_PATH to a ComfyUI checkout (and run with a python that has its requirements)")
+    """The host tier's in-process ComfyUI (tests/host/host_boot.py) with this pack loaded, its tiny
+    models (tests/host/tiny_models.py) and the probe's engine."""
+    for entry in (REPO / "tests" / "host", REPO):  # appended: the boot puts ComfyUI's root first, the repo last
+        if str(entry) not in sys.path:
+            sys.path.append(str(entry))
+    import host_boot
+    import tiny_models
+
+    problem = host_boot.unavailable()
+    if problem:
+        sys.exit(f"bench_probe_batching: {problem[1]}")
     sys.argv = sys.argv[:1]
-    spec = importlib.util.spec_from_file_location("cil_host_conftest", REPO / "tests" / "host" / "conftest.py")
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
-    conftest.Host(Path(tempfile.mkdtemp(prefix="cil-bench-")))
+    host_boot.Host(Path(tempfile.mkdtemp(prefix="cil-bench-")))
     import cil_comfy.probe as engine
 
-    return conftest, engine
+    return tiny_models, engine
 
 
 def moving_latent(frames: int, size: int):
@@ -64,11 +67,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    conftest, engine = boot_host()
+    tiny_models, engine = boot_host()
     import torch
 
-    model = conftest.tiny_svd(0)
-    positive, negative = conftest.svd_conditioning(args.frames, args.size, args.size)
+    model = tiny_models.tiny_svd(0)
+    positive, negative = tiny_models.svd_conditioning(args.frames, args.size, args.size)
     latent = moving_latent(args.frames, args.size)
     family = engine.detect_family(model)
     ts = [0.1 + 0.9 * i / max(args.grid - 1, 1) for i in range(args.grid)]

@@ -231,7 +231,7 @@ def test_pooling_videos_divides_each_by_its_own_reference():
 
 def test_cli_probes_a_toy_model_and_writes_png_json_csv(tmp_path, capsys):
     """A small random toy net saved in the toy format goes through `cil probe --toy FILE`."""
-    toy_model = pytest.importorskip("cil_toy.model")
+    import cil_toy.model as toy_model  # the pack's own module: an import error is a failure, never a skip
     from cil_toy.codec import LatentCodec
     from cil_toy.data import WorldConfig
     from cil_toy.weights_io import save_toy_model

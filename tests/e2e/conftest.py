@@ -3,7 +3,9 @@ custom_nodes folder, and the real ComfyUI page (the `comfyui-frontend-package` t
 installed) in headless Debian Chromium, driven through playwright-core by tests/e2e/driver/bridge.js.
 
 Opt-in. Without COMFYUI_PATH, Chromium, Node.js or playwright-core every e2e file except
-test_00_e2e.py is left out, and that file skips with one line saying why.
+test_00_e2e.py is left out, and that file skips with one line saying why; with a broken setup
+(COMFYUI_PATH not a ComfyUI checkout, CIL_HOST_PYTHON missing or without the frontend) it fails,
+saying why.
 
 Environment:
   COMFYUI_PATH            ComfyUI checkout (required)
@@ -57,27 +59,41 @@ def _python_has_frontend(python: str) -> bool:
         return False
 
 
-def _skip_reason() -> str | None:
+def _unavailable() -> tuple[str, str] | None:
+    """None when the tier can run; else (kind, one line). "skip": what the tier needs is not here
+    (COMFYUI_PATH unset, a python without the frontend, no Chromium / Node.js / playwright-core:
+    tests/e2e/setup.sh); "fail": it was asked for but is broken (COMFYUI_PATH not a ComfyUI
+    checkout, CIL_HOST_PYTHON missing or without the frontend)."""
     if not COMFYUI_PATH:
-        return "e2e tier skipped: COMFYUI_PATH is not set (point it at a ComfyUI checkout to test workflows in a browser)"
+        return "skip", "COMFYUI_PATH is not set (point it at a ComfyUI checkout to test workflows in a browser)"
     if not (Path(COMFYUI_PATH) / "main.py").is_file() or not (Path(COMFYUI_PATH) / "comfy" / "cli_args.py").is_file():
-        return f"e2e tier skipped: COMFYUI_PATH={COMFYUI_PATH!r} is not a ComfyUI checkout (no main.py / comfy/cli_args.py)"
+        return "fail", f"COMFYUI_PATH={COMFYUI_PATH!r} is not a ComfyUI checkout (no main.py / comfy/cli_args.py)"
     if not Path(HOST_PYTHON).is_file():
-        return f"e2e tier skipped: CIL_HOST_PYTHON={HOST_PYTHON!r} does not exist"
+        return "fail", f"CIL_HOST_PYTHON={HOST_PYTHON!r} does not exist"
     if not _python_has_frontend(HOST_PYTHON):
-        return f"e2e tier skipped: {HOST_PYTHON} has no comfyui-frontend-package (pip install -r $COMFYUI_PATH/requirements.txt)"
+        kind = "fail" if os.environ.get("CIL_HOST_PYTHON") else "skip"
+        return kind, f"{HOST_PYTHON} has no comfyui-frontend-package (pip install -r $COMFYUI_PATH/requirements.txt; or set CIL_HOST_PYTHON)"
     if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
-        return f"e2e tier skipped: no Chromium at {CHROMIUM} (run tests/e2e/setup.sh)"
+        return "skip", f"no Chromium at {CHROMIUM} (run tests/e2e/setup.sh)"
     if not shutil.which("node"):
-        return "e2e tier skipped: Node.js (node) is not on PATH (run tests/e2e/setup.sh)"
+        return "skip", "Node.js (node) is not on PATH (run tests/e2e/setup.sh)"
     if not (DRIVER / "node_modules" / "playwright-core" / "package.json").is_file():
-        return "e2e tier skipped: playwright-core is not installed in tests/e2e/driver (run tests/e2e/setup.sh)"
+        return "skip", "playwright-core is not installed in tests/e2e/driver (run tests/e2e/setup.sh)"
     return None
 
 
-SKIP_REASON = _skip_reason()
-if SKIP_REASON:
+_PROBLEM = _unavailable()
+SKIP_REASON = f"e2e tier skipped: {_PROBLEM[1]}" if _PROBLEM and _PROBLEM[0] == "skip" else None
+FAIL_REASON = f"e2e tier cannot run: {_PROBLEM[1]}" if _PROBLEM and _PROBLEM[0] == "fail" else None
+if _PROBLEM:  # test_00_e2e.py alone says why, in one line: a skip (nothing to run it with) or a failure (a broken setup)
     collect_ignore_glob = ["test_[!0]*.py"]
+
+
+def _refuse_if_unavailable() -> None:
+    if SKIP_REASON:
+        pytest.skip(SKIP_REASON)
+    if FAIL_REASON:
+        pytest.fail(FAIL_REASON, pytrace=False)
 
 
 def pytest_configure(config):
@@ -199,8 +215,7 @@ class ComfyServer:
 
 @pytest.fixture(scope="session")
 def comfy_server():
-    if SKIP_REASON:
-        pytest.skip(SKIP_REASON)
+    _refuse_if_unavailable()
     base = Path(tempfile.mkdtemp(prefix="cil-e2e-"))
     server = ComfyServer(base)
     try:
@@ -268,8 +283,7 @@ class Browser:
 
 @pytest.fixture(scope="session")
 def browser():
-    if SKIP_REASON:
-        pytest.skip(SKIP_REASON)
+    _refuse_if_unavailable()
     b = Browser()
     try:
         b.call("launch", executable=CHROMIUM, width=1920, height=1200, timeout_s=60)
@@ -444,6 +458,12 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture(scope="session")
+def workflows_dir() -> Path:
+    """The folder of UI workflows under test (CIL_E2E_WORKFLOWS, default the repo's workflows/)."""
+    return WORKFLOWS_DIR
+
+
+@pytest.fixture(scope="session")
 def all_workflow_files() -> list[Path]:
     return workflow_files()
 
@@ -464,6 +484,12 @@ def pack_workflows() -> tuple[str, Path, list[Path]]:
     """(pack folder name, the repo's workflows folder, its UI workflows): what the template
     browser must offer, independent of CIL_E2E_WORKFLOWS."""
     return PACK_NAME, PACK_WORKFLOWS_DIR, workflow_files(PACK_WORKFLOWS_DIR)
+
+
+@pytest.fixture(scope="session")
+def pack_manifest() -> tuple[dict, Path | None]:
+    """(entries, path) of the manifest of the repo's workflows folder (see load_manifest)."""
+    return load_manifest(PACK_WORKFLOWS_DIR)
 
 
 @pytest.fixture(scope="session")

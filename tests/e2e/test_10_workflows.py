@@ -3,7 +3,8 @@ error and widget values the node accepts; a screenshot of each is saved; the run
 queued from the page and must finish without an execution error.
 
 Which workflows run is decided by the manifest (see conftest.load_manifest); the others are
-loaded and checked only, and their run test skips saying why."""
+loaded and checked only, and their run test skips saying why (marked load-only, or a third-party
+pack this host lacks). An empty pack, no workflows or a workflow missing from the manifest fail."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sf
 def test_the_page_registers_every_node_of_the_pack(comfy_page, object_info):
     """Each CIL_* node the server lists is a node the page can place (the frontend parsed its schema)."""
     ours = sorted(k for k in object_info if k.startswith("CIL_"))
-    if not ours:
-        pytest.skip("the pack registers no CIL_* node yet")
+    assert ours, ("the server lists no CIL_* node: the pack did not load or registers nothing\n"
+                  + comfy_page.server.log_tail())
     registered = set(comfy_page.browser.js(
         "return Object.keys(window.LiteGraph.registered_node_types).filter(k => k.startsWith('CIL_'));"))
     absent = [k for k in ours if k not in registered]
@@ -29,9 +30,9 @@ def test_the_page_registers_every_node_of_the_pack(comfy_page, object_info):
     print(f"page registered {len(ours)} CIL_* nodes: {', '.join(ours)}")
 
 
-def _read_ui_workflow(path: Path | None) -> dict:
+def _read_ui_workflow(path: Path | None, folder: Path) -> dict:
     if path is None:
-        pytest.skip("no UI workflows (*.json) in the workflows folder yet")
+        pytest.fail(f"no UI workflows (*.json) in {folder}: the pack ships its workflows there")
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data.get("nodes"), list):
         pytest.fail(f"{path.name}: not a UI-format workflow (no 'nodes' list); "
@@ -126,8 +127,8 @@ def _prompt_differences(page: dict, twin: dict, object_info: dict) -> list[str]:
     return out
 
 
-def test_workflow_loads_in_the_page(workflow_file, comfy_page, object_info, manifest):
-    workflow = _read_ui_workflow(workflow_file)
+def test_workflow_loads_in_the_page(workflow_file, workflows_dir, comfy_page, object_info, manifest):
+    workflow = _read_ui_workflow(workflow_file, workflows_dir)
     name = workflow_file.name
     _skip_without_packs(name, manifest[0].get(name), comfy_page.server)
     state = comfy_page.load(workflow, workflow_file.stem)
@@ -160,13 +161,13 @@ def test_workflow_loads_in_the_page(workflow_file, comfy_page, object_info, mani
     print(f"{name}: loaded {state['nodeCount']} nodes; screenshot {shot}")
 
 
-def test_workflow_runs_from_the_page(workflow_file, comfy_page, manifest):
-    workflow = _read_ui_workflow(workflow_file)
+def test_workflow_runs_from_the_page(workflow_file, workflows_dir, comfy_page, manifest):
+    workflow = _read_ui_workflow(workflow_file, workflows_dir)
     name = workflow_file.name
     entries, manifest_path = manifest
     entry = entries.get(name)
     if entry is None:
-        pytest.skip(f"{name}: not queued — no entry in the manifest ({manifest_path or 'none found'})")
+        pytest.fail(f"{name}: not queued — no run/load-only entry in the manifest ({manifest_path or 'none found'})")
     if not entry.get("run"):
         pytest.skip(f"{name}: loaded and checked, not queued — {entry.get('why', 'marked load-only')}")
     state = comfy_page.load(workflow, workflow_file.stem)
@@ -182,9 +183,8 @@ def test_workflow_runs_from_the_page(workflow_file, comfy_page, manifest):
     print(f"{name}: ran, prompt {outcome['prompt_id']}, outputs from nodes {outcome.get('outputs')}")
 
 
-def test_every_workflow_has_a_manifest_entry(manifest, all_workflow_files):
+def test_every_workflow_has_a_manifest_entry(manifest, all_workflow_files, workflows_dir):
     entries, manifest_path = manifest
-    if not all_workflow_files:
-        pytest.skip("no UI workflows (*.json) in the workflows folder yet")
+    assert all_workflow_files, f"no UI workflows (*.json) in {workflows_dir}: the pack ships its workflows there"
     unlisted = sorted({p.name for p in all_workflow_files} - set(entries))
     assert not unlisted, f"workflows with no run/load-only entry in the manifest ({manifest_path}): {unlisted}"

@@ -14,8 +14,6 @@ import pytest
 
 pytestmark = pytest.mark.host
 
-OFFICIAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "official-analytic-init"
-OFFICIAL_512 = OFFICIAL / "dynamicrafter_320x512.safetensors"
 
 
 def dc_alpha_bar_float64():
@@ -32,10 +30,8 @@ def dc_alpha_bar_float64():
 
 
 @pytest.fixture
-def official_512(stats_dir) -> str:
-    if not OFFICIAL_512.is_file():
-        pytest.skip(f"official DynamiCrafter stats not found at {OFFICIAL_512}")
-    shutil.copy(OFFICIAL_512, stats_dir / "dc512.safetensors")
+def official_512(stats_dir, official_stats) -> str:
+    shutil.copy(official_stats("dynamicrafter_320x512.safetensors"), stats_dir / "dc512.safetensors")
     return "dc512.safetensors"
 
 

@@ -141,13 +141,10 @@ def test_save_load_roundtrip_and_numbered_names(tiny_host, captures, stats_dir, 
     assert not list(stats_dir.rglob("*.tmp")), "atomic writes leave no temporary files"
 
 
-def test_load_accepts_official_files(tiny_host, captures, stats_dir):
+def test_load_accepts_official_files(tiny_host, captures, stats_dir, official_stats):
     import shutil
 
-    official = Path(__file__).resolve().parents[3] / "shared" / "data" / "official-analytic-init" / "dynamicrafter_576x1024.safetensors"
-    if not official.is_file():
-        pytest.skip(f"official stats not found at {official}")
-    shutil.copy(official, stats_dir / "dc1024.safetensors")
+    shutil.copy(official_stats("dynamicrafter_576x1024.safetensors"), stats_dir / "dc1024.safetensors")
     tiny_host.run({"1": {"class_type": "CIL_LoadAnalyticStats", "inputs": {"stats_name": "dc1024.safetensors"}},
                    "2": {"class_type": "CILTest_CaptureValue", "inputs": {"value": ["1", 1], "key": "info"}}})
     assert "official file [C,F,H,W]=[4,16,72,128]" in captures["info"][0]

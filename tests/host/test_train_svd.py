@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import svd_conditioning, tiny_svd  # tests/host (on sys.path: see conftest)
 
 pytestmark = pytest.mark.host
 
@@ -30,11 +31,6 @@ FRAMES, H, W = 4, 8, 8
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-def conftest_module(svd_host):
-    """The host conftest (its helpers tiny_svd / svd_conditioning), via the registered test node."""
-    return sys.modules[svd_host.node_classes["CILTest_TinySVD"].__module__]
-
 
 def training_item(positive, seed: int = 1) -> dict:
     gen = torch.Generator().manual_seed(seed)
@@ -70,11 +66,11 @@ def one_step_inputs(adapter, item, sigma: float = 2.0, seed: int = 5):
 
 
 @contextlib.contextmanager
-def tiny_svd_detectable(conftest):
+def tiny_svd_detectable():
     """Put a template for the tiny SVD layout at the front of ComfyUI's detection table."""
     import comfy.supported_models as sm
 
-    tiny = conftest.tiny_svd(0).model.model_config.unet_config
+    tiny = tiny_svd(0).model.model_config.unet_config
 
     class TinySVDTemplate(sm.SVD_img2vid):
         unet_config = {k: tiny[k] for k in ("model_channels", "in_channels", "use_linear_in_transformer", "context_dim",
@@ -109,17 +105,16 @@ def test_lora_two_steps_load_in_comfyui_and_change_the_output(svd_host, tmp_path
 
     from cil_train.lora import LoraSet, LoraSpec
 
-    c = conftest_module(svd_host)
-    positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
+    positive, _ = svd_conditioning(FRAMES, H, W, 0)
     item = training_item(positive)
-    adapter, result = train(c.tiny_svd(0), item, train_config(tmp_path, "lora", lr=0.05))
+    adapter, result = train(tiny_svd(0), item, train_config(tmp_path, "lora", lr=0.05))
     assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     lora = comfy.utils.load_torch_file(str(result.lora_path), safe_load=True)
     ups = [v for k, v in lora.items() if k.endswith("lora_up.weight")]
     assert ups and any(float(u.abs().max()) > 0 for u in ups), "two steps left every LoRA up-projection at zero"
 
     # every key is understood by ComfyUI's own key map for this model
-    base = c.tiny_svd(0)
+    base = tiny_svd(0)
     key_map = comfy.lora.model_lora_keys_unet(base.model, {})
     patches = comfy.lora.load_lora(lora, key_map)
     assert len(patches) == len(ups) == sum(k.endswith(".alpha") for k in lora)
@@ -133,7 +128,7 @@ def test_lora_two_steps_load_in_comfyui_and_change_the_output(svd_host, tmp_path
     comfy_adapter.prepare_for_training()
     with torch.no_grad():
         theirs = comfy_adapter.denoise(x, sigma, cond)
-        plain = make_adapter(c.tiny_svd(0), train_config(tmp_path, "lora"))
+        plain = make_adapter(tiny_svd(0), train_config(tmp_path, "lora"))
         hooks = LoraSet(plain.trainable_root(), LoraSpec(4, 4.0))
         for name, layer in hooks.layers.items():
             layer.down.weight.copy_(lora[f"diffusion_model.{name}.lora_down.weight"])
@@ -173,16 +168,15 @@ def sample_prompt(prefix: str, lora: str | None, model_from=("1", 0)) -> dict:
 def test_full_finetune_checkpoint_loads_with_comfyui_loader(svd_host, tmp_path):
     import comfy.sd
 
-    c = conftest_module(svd_host)
-    positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
+    positive, _ = svd_conditioning(FRAMES, H, W, 0)
     item = training_item(positive)
-    initial = {k: v.clone() for k, v in c.tiny_svd(0).model.diffusion_model.state_dict().items()}
-    adapter, result = train(c.tiny_svd(0), item, train_config(tmp_path, "full"))
+    initial = {k: v.clone() for k, v in tiny_svd(0).model.diffusion_model.state_dict().items()}
+    adapter, result = train(tiny_svd(0), item, train_config(tmp_path, "full"))
     assert len(result.losses) == 2 and result.full_path is not None and result.full_path.is_file()
     trained = {k: v.detach().clone() for k, v in adapter.trainable_root().state_dict().items()}
     assert any(not torch.equal(trained[k], initial[k]) for k in trained)
 
-    with tiny_svd_detectable(c):
+    with tiny_svd_detectable():
         loaded = comfy.sd.load_checkpoint_guess_config(str(result.full_path), output_vae=False, output_clip=False,
                                                        output_clipvision=False)[0]
     assert loaded is not None and type(loaded.model).__name__ == "SVD_img2vid"
@@ -205,9 +199,8 @@ def test_cli_trains_a_checkpoint_loaded_through_comfy_host(svd_host, tmp_path):
     from cil_core.stats_io import atomic_save_safetensors
     from cil_tools import cli
 
-    c = conftest_module(svd_host)
-    positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
-    _, full = train(c.tiny_svd(0), training_item(positive), train_config(tmp_path, "full", steps=1))
+    positive, _ = svd_conditioning(FRAMES, H, W, 0)
+    _, full = train(tiny_svd(0), training_item(positive), train_config(tmp_path, "full", steps=1))
     latents = tmp_path / "latents"
     for i in range(2):
         item = training_item(positive, seed=10 + i)
@@ -221,7 +214,7 @@ def test_cli_trains_a_checkpoint_loaded_through_comfy_host(svd_host, tmp_path):
         "run": {"steps": 3, "checkpoint_every": 2, "output_dir": str(tmp_path / "cli"), "progress": False},
     }
     (tmp_path / "cfg.json").write_text(json.dumps(config))
-    with tiny_svd_detectable(c):
+    with tiny_svd_detectable():
         assert cli.main(["train", "--config", str(tmp_path / "cfg.json")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "cli" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
@@ -238,9 +231,8 @@ def test_svd_adapter_prediction_equals_comfyui_sampler_one_step(svd_host, tmp_pa
 
     from cil_comfy.train_adapters import make_adapter
 
-    c = conftest_module(svd_host)
-    model = c.tiny_svd(0)
-    positive, negative = c.svd_conditioning(FRAMES, H, W, 0)
+    model = tiny_svd(0)
+    positive, negative = svd_conditioning(FRAMES, H, W, 0)
     item = training_item(positive)
     adapter = make_adapter(model, train_config(tmp_path, "lora"))
     adapter.prepare_for_training()
@@ -324,12 +316,11 @@ def test_vp_concat_model_trains_with_timenoise_on_the_concat(svd_host, tmp_path)
     from cil_train.data import InMemoryDataset
     from cil_train.loop import Trainer, training_loss
 
-    c = conftest_module(svd_host)
-    edm = c.tiny_svd(0)
+    edm = tiny_svd(0)
     vp_model = comfy.model_base.SVD_img2vid(edm.model.model_config, model_type=comfy.model_base.ModelType.V_PREDICTION)
     vp_model.diffusion_model.load_state_dict(edm.model.diffusion_model.state_dict())
     patcher = comfy.model_patcher.ModelPatcher(vp_model, load_device=edm.load_device, offload_device=edm.offload_device)
-    positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
+    positive, _ = svd_conditioning(FRAMES, H, W, 0)
     item = {"latent": training_item(positive)["latent"], "options": dict(positive[0][1], cross_attn=positive[0][0])}
     cfg = train_config(tmp_path, "lora")
     adapter = make_adapter(patcher, cfg)
@@ -366,12 +357,11 @@ def test_gradient_checkpointing_on_comfyui_unet_saves_memory_and_keeps_gradients
     from cil_train import grad_ckpt
     from cil_comfy.train_adapters import make_adapter
 
-    c = conftest_module(svd_host)
-    positive, _ = c.svd_conditioning(FRAMES, H, W, 0)
+    positive, _ = svd_conditioning(FRAMES, H, W, 0)
     item = training_item(positive)
 
     def run(checkpointing: bool):
-        adapter = make_adapter(c.tiny_svd(0), train_config(tmp_path, "full"))
+        adapter = make_adapter(tiny_svd(0), train_config(tmp_path, "full"))
         adapter.prepare_for_training()
         root = adapter.trainable_root()
         root.requires_grad_(True)

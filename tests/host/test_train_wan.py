@@ -9,10 +9,10 @@ map with the same x̂0 as our hooks; ComfyUI's RoPE kernel is restored after tra
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 import torch
+from tiny_models import init_weights  # tests/host (on sys.path: see conftest)
 
 pytestmark = pytest.mark.host
 
@@ -24,7 +24,6 @@ def tiny_wan(svd_host):
     import comfy.model_patcher
     import comfy.supported_models as sm
 
-    init_weights = sys.modules[svd_host.node_classes["CILTest_TinySVD"].__module__].init_weights
     config = sm.WAN21_I2V({"image_model": "wan2.1", "model_type": "i2v", "in_dim": 36, "dim": 32, "ffn_dim": 64,
                            "freq_dim": 16, "text_dim": 24, "out_dim": 16, "num_heads": 2, "num_layers": 1, "text_len": 8})
     config.set_inference_dtype(torch.float32, None)

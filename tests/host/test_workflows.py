@@ -274,15 +274,12 @@ def test_api_graph_runs_on_tiny_models(tiny_host, stats_dir, name, outputs):
         assert list(stats_dir.glob("svd_1024x576_14f*.safetensors")), "the estimated stats were not saved"
 
 
-def test_dynamicrafter_graph_validates_against_the_real_wrapper(tiny_host, stats_dir, dc_wrapper):
+def test_dynamicrafter_graph_validates_against_the_real_wrapper(tiny_host, stats_dir, dc_wrapper, official_stats):
     """Types and widget values of the DynamiCrafter graph pass ComfyUI's validation with the real
     wrapper loaded, our DCNOISE output feeding its init_noise input (weights are not needed for that)."""
     import shutil
 
-    official = Path(__file__).resolve().parents[3] / "shared" / "data" / "official-analytic-init" / "dynamicrafter_320x512.safetensors"
-    if not official.is_file():
-        pytest.skip(f"official stats not found at {official}")
-    shutil.copy(official, stats_dir / "dynamicrafter_320x512.safetensors")
+    shutil.copy(official_stats("dynamicrafter_320x512.safetensors"), stats_dir / "dynamicrafter_320x512.safetensors")
     write_example_png(tiny_host)
     ok, error, outputs, node_errors = tiny_host.validate(strip_meta(load(WORKFLOWS / "api" / "dynamicrafter_wrapper_cil.json")))
     assert ok and not node_errors, (error, node_errors)

@@ -8,7 +8,9 @@ video folder (with broken files); one resumed run decodes in 2 DataLoader worker
   checkpointed (CIL_TRAIN_FAULT test hook), so the resumed run must redo those steps;
 * ``kill_in_checkpoint`` — SIGKILL while a checkpoint is being written: the temporary file is
   cut to half its size, never renamed;
-* an external SIGKILL of the whole process group at an arbitrary moment.
+* an external SIGKILL of the whole process group at an arbitrary moment after the third step; that
+  run is held before its last step (the Trainer's ``check_cancel`` hook sleeps), so it can only end
+  by the kill, however fast the machine.
 """
 
 from __future__ import annotations
@@ -37,9 +39,38 @@ def write_config(tmp: Path, make_config, video_folder: Path, name: str, workers:
     return path
 
 
-def cil_train(config: Path, *extra: str, fault: str = "", wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+# ``cil train`` whose run cannot end by itself: once one step short of run.steps, the trainer's
+# check_cancel hook (Trainer API, called after every step and its checkpoint) sleeps until the
+# process is killed.
+HELD_BEFORE_LAST_STEP = """
+import sys, time
+from cil_train.loop import Trainer
+
+plain_init = Trainer.__init__
+
+def held_init(self, *args, **kwargs):
+    plain_init(self, *args, **kwargs)
+    own = self.check_cancel
+
+    def check_cancel():
+        if own is not None:
+            own()
+        while self.step >= self.cfg.run.steps - 1:
+            time.sleep(0.05)
+
+    self.check_cancel = check_cancel
+
+Trainer.__init__ = held_init
+from cil_tools.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def cil_train(config: Path, *extra: str, fault: str = "", wait: bool = True,
+              held: bool = False) -> subprocess.Popen | subprocess.CompletedProcess:
     env = dict(os.environ, CIL_TRAIN_FAULT=fault, OMP_NUM_THREADS="1")  # tiny model: threads only cost time
-    argv = [sys.executable, "-m", "cil_tools.cli", "train", "--config", str(config), "--no-progress", *extra]
+    command = ["-c", HELD_BEFORE_LAST_STEP] if held else ["-m", "cil_tools.cli"]
+    argv = [sys.executable, *command, "train", "--config", str(config), "--no-progress", *extra]
     if wait:
         return subprocess.run(argv, cwd=config.parent, env=env, capture_output=True, text=True, timeout=300)
     return subprocess.Popen(argv, cwd=config.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -113,19 +144,19 @@ def test_external_sigkill_at_any_moment(uninterrupted, make_config, video_folder
     tmp, straight = uninterrupted
     config = write_config(tmp, make_config, video_folder, "external", every=2)  # saving frequency is not trajectory
     out = tmp / "external"
-    proc = cil_train(config, wait=False)
-    deadline = time.monotonic() + 120
+    proc = cil_train(config, wait=False, held=True)  # held before its last step: only the kill ends it
+    deadline, rows = time.monotonic() + 120, 0
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "log.jsonl").is_file() and len((out / "log.jsonl").read_text().splitlines()) >= 3:
-                break
+        while time.monotonic() < deadline and proc.poll() is None and rows < 3:
             time.sleep(0.005)
+            rows = len((out / "log.jsonl").read_text().splitlines()) if (out / "log.jsonl").is_file() else 0
     finally:
-        if proc.poll() is None:
+        ended_alone = proc.poll() is not None
+        if not ended_alone:
             os.killpg(proc.pid, signal.SIGKILL)  # the run and its decoder workers, as a crash would
         proc.wait(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be killed (machine too fast for this check)")
+    assert not ended_alone, f"the held run ended by itself (exit {proc.returncode}) after {rows} logged steps: {proc.stderr.read()[-2000:]}"
+    assert rows >= 3, f"the run logged {rows} steps in 120 s (killed): {proc.stderr.read()[-2000:]}"
     assert proc.returncode == -signal.SIGKILL
     assert_checkpoints_whole(out)
     resumed = cil_train(config, "--resume")
