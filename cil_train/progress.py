@@ -7,10 +7,12 @@ and resumed run reads like the log of one uninterrupted run.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from pathlib import Path
+
+from cil_core.atomic import atomic_write_bytes
 
 CSV_FIELDS = ("step", "loss", "sigma", "beta", "lr", "grad_norm", "step_time", "skipped")
 
@@ -37,7 +39,7 @@ class TrainLog:
     def truncate(self, step: int) -> None:
         """Keep rows with step <= ``step`` (rewritten atomically)."""
         rows = [r for r in self.rows() if r["step"] <= step]
-        _atomic_write(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_bytes(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
         self._rewrite_csv(rows)
 
     def append(self, row: dict) -> None:
@@ -51,23 +53,15 @@ class TrainLog:
             writer.writerow(row)
 
     def _rewrite_csv(self, rows: list[dict]) -> None:
-        import io
-
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        _atomic_write(self.csv, buf.getvalue())
+        atomic_write_bytes(self.csv, buf.getvalue().encode("utf-8"))
 
     def write_skipped(self, skipped: dict[str, str]) -> None:
         lines = [f"{path}\t{reason}" for path, reason in sorted(skipped.items())]
-        _atomic_write(self.skipped_file, "".join(line + "\n" for line in lines))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        atomic_write_bytes(self.skipped_file, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
@@ -117,8 +111,6 @@ def draw_loss_curve(steps: list[int], losses: list[float], size: tuple[int, int]
 
 
 def save_loss_curve(path: str | Path, steps: list[int], losses: list[float]) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    draw_loss_curve(steps, losses).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    draw_loss_curve(steps, losses).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
