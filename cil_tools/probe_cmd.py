@@ -17,7 +17,6 @@ import argparse
 from pathlib import Path
 
 HELP = "measure conditional image leakage of a model on a video (Leakage Probe)"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def register(subparsers, name: str) -> None:
@@ -162,53 +161,24 @@ def probe_toy(args, t_grid: list[float]) -> dict:
 # --- a real checkpoint through ComfyUI ------------------------------------------------------------------
 
 def load_video(path: str, frames: int, stride: int, width: int, height: int):
-    """[F, H, W, 3] in [0, 1]: the first ``frames`` frames (every ``stride``-th), scaled to cover
-    width×height and centre-cropped. GIF/WebP/APNG and frame folders via PIL; others via PyAV."""
+    """[F, H, W, 3] in [0, 1]: the first ``frames`` frames (every ``stride``-th) of a video file,
+    an animated image or a folder of frames, scaled to cover width×height and centre-cropped
+    (the pack's one reader, ``cil_media.video``)."""
     import torch
 
-    source = Path(path)
-    if not source.exists():
+    from cil_media.video import ClipSpec, VideoDecodeError, decode_clip
+
+    if not Path(path).exists():
         raise _error(f"--video {path!r} does not exist.")
     if frames < 2 or stride < 1:
         raise _error(f"--frames={frames} must be >= 2 and --stride={stride} >= 1: the probe needs a moving video.")
-    images = [im for i, im in enumerate(_frame_images(source)) if i % stride == 0]
-    images = images[:frames]
-    if len(images) < 2:
-        raise _error(f"--video {path!r} gave {len(images)} frame(s) (stride {stride}); the probe needs at least 2.")
-    return torch.stack([_cover_crop(im, width, height) for im in images])
-
-
-def _frame_images(source: Path):
-    from PIL import Image, ImageSequence
-
-    if source.is_dir():
-        for f in sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            yield Image.open(f).convert("RGB")
-        return
-    if source.suffix.lower() in (".gif", ".webp", ".png", ".apng"):
-        with Image.open(source) as im:
-            for frame in ImageSequence.Iterator(im):
-                yield frame.convert("RGB")
-        return
     try:
-        import av
-    except ImportError as exc:
-        raise _error(f"reading {source.suffix} videos needs PyAV (pip install av); or pass a GIF or a folder of frames.") from exc
-    with av.open(str(source)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            yield frame.to_image()
-
-
-def _cover_crop(image, width: int, height: int):
-    import torch
-    from PIL import Image
-
-    scale = max(width / image.width, height / image.height)
-    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.LANCZOS)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    image = image.crop((left, top, left + width, top + height))
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3).float() / 255.0
+        clip = decode_clip(path, ClipSpec(frames, height, width, stride=stride, clip_start="first"))
+    except VideoDecodeError as exc:
+        fix = ("use a longer video or lower --frames / --stride" if exc.too_short
+               else "give a video file, an animated GIF/WebP/APNG or a folder of frame images")
+        raise _error(f"--video {path!r} gives no clip of {frames} frames (stride {stride}): {exc}; {fix}.") from None
+    return clip["pixels"].to(torch.float32) / 255.0
 
 
 def probe_checkpoint(args, t_grid: list[float]) -> dict:
