@@ -27,6 +27,7 @@ from cil_core.layouts import from_cfhw, latent_layout, to_cfhw
 from cil_core.probe import ProbeResult, probe_leakage
 from cil_core.start_rule import StartRule
 from cil_core.validation import CILValueError
+from cil_media.flow import optical_flow_available, optical_flow_motion
 
 from .models import detect_family, family_label
 
@@ -180,12 +181,12 @@ def pixel_motion(result: ProbeResult, reference_cfhw, vae, latent_format, layout
     """(motion_pred [T, S], motion_ref) of the pixel optical-flow metric."""
     import comfy.model_management as mm
 
-    ref = report_lib.optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout))
+    ref = optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout))
     preds = result.predictions.flatten(0, 1)
     motion = torch.zeros(preds.shape[0], dtype=torch.float64)
     for i, video in enumerate(preds):
         mm.throw_exception_if_processing_interrupted()
-        motion[i] = report_lib.optical_flow_motion(decode_video(vae, latent_format, video, layout))
+        motion[i] = optical_flow_motion(decode_video(vae, latent_format, video, layout))
         if progress is not None:
             progress(i + 1, preds.shape[0])
     return motion.reshape(result.motion_pred.shape), ref
@@ -304,7 +305,7 @@ def _pixel_metric_plan(mode: str, vae) -> tuple[bool, str]:
         return False, "off (pixel_metric=off)"
     if vae is None:
         return False, "off (no vae connected)"
-    if not report_lib.optical_flow_available():
+    if not optical_flow_available():
         return False, "off (OpenCV not installed: pip install opencv-python-headless)"
     return True, "on"
 

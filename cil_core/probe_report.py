@@ -1,7 +1,7 @@
-"""The Leakage Probe's report: a table (JSON / CSV / text), a plot drawn with PIL, pixel motion.
+"""The Leakage Probe's report: a table (JSON / CSV / text) and a plot drawn with PIL.
 
-Package-neutral (torch + stdlib; PIL and OpenCV are imported inside the functions that need
-them), so the ComfyUI node, ``cil probe`` and the toy demo all write the same report.
+Package-neutral (torch + stdlib; PIL is imported inside the functions that need
+it), so the ComfyUI node, ``cil probe`` and the toy demo all write the same report.
 
 The report is one JSON-friendly dict (``build_report``). Its ``rows`` hold every measured
 number; its ``plot`` section holds exactly the values the plot draws and where it draws them
@@ -9,9 +9,9 @@ number; its ``plot`` section holds exactly the values the plot draws and where i
 
 Motion metrics (each reported as motion(x̂0) / motion(x0), ~1 = faithful, → 0 = leakage):
     latent_energy  frame-difference energy of the latent video (``cil_core.motion``); always there.
-    pixel_flow     mean optical-flow magnitude between consecutive decoded frames (OpenCV
-                   Farneback, pixels per frame), as the official code's RAFT motion score;
-                   only when OpenCV is importable and pixels are available.
+    pixel_flow     mean optical-flow magnitude between consecutive decoded frames
+                   (``cil_media.flow``: OpenCV Farneback, pixels per frame), as the official
+                   code's RAFT motion score; only when OpenCV is importable and pixels are available.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from .atomic import atomic_write_bytes
 from .probe import ProbeResult
 from .start_rule import StartRule, recommend_start, recommendation_stability
-from .validation import CILValueError, check_rank
+from .validation import CILValueError
 
 REPORT_FORMAT = "cil-leakage-probe"
 REPORT_VERSION = 2
@@ -37,44 +37,6 @@ METRIC_NAMES = {
     "latent_energy": "latent frame-difference energy",
     "pixel_flow": "pixel optical-flow magnitude (OpenCV Farneback)",
 }
-
-
-# --- pixel motion -----------------------------------------------------------------------------
-
-def optical_flow_available() -> bool:
-    """True when OpenCV (``cv2``) can be imported: the pixel_flow metric needs it."""
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def optical_flow_motion(frames: torch.Tensor) -> float:
-    """Mean Farneback optical-flow magnitude (pixels/frame) of one video.
-
-    ``frames``: [F, H, W, 3] (ComfyUI IMAGE layout), values in [0, 1]. Frames go to 8-bit grey;
-    the magnitude is averaged over pixels and the F−1 consecutive pairs.
-    """
-    try:
-        import cv2
-    except ImportError as exc:
-        raise CILValueError(
-            "the pixel_flow metric needs OpenCV: pip install opencv-python-headless "
-            "(or use the latent_energy metric, which needs nothing)."
-        ) from exc
-    import numpy as np
-
-    check_rank("frames", frames, (4,), "[frames, height, width, 3]")
-    if frames.shape[0] < 2:
-        raise CILValueError(f"a video needs at least 2 frames to have motion; got {frames.shape[0]}.")
-    grey = (frames[..., :3].float().clamp(0, 1).mean(dim=-1) * 255.0).round().to(torch.uint8).cpu().numpy()
-    winsize = max(5, min(15, min(grey.shape[1:]) // 4))
-    total = 0.0
-    for prev, nxt in zip(grey[:-1], grey[1:]):
-        flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, winsize, 3, 5, 1.2, 0)
-        total += float(np.sqrt((flow.astype(np.float64) ** 2).sum(axis=-1)).mean())
-    return total / (grey.shape[0] - 1)
 
 
 # --- the report dict ----------------------------------------------------------------------------

@@ -129,9 +129,11 @@ def probe_toy(args, t_grid: list[float]) -> dict:
 
     from cil_core import probe_report as report_lib
     from cil_core.probe import probe_leakage
+    from cil_media.flow import optical_flow_available, optical_flow_motion
+
     toy = load_toy(args.toy)
     latents = moving_held_out_latents(toy, args.videos)
-    use_flow = args.pixel_metric == "auto" and report_lib.optical_flow_available()
+    use_flow = args.pixel_metric == "auto" and optical_flow_available()
     results, flow_pred, flow_ref = [], [], []
     bar, tick = _progress(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}")
     for v, x0 in enumerate(latents):
@@ -144,8 +146,8 @@ def probe_toy(args, t_grid: list[float]) -> dict:
         results.append(r)
         if use_flow:
             to_frames = lambda z: ((toy.codec.decode(z) + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # noqa: E731  CFHW→[F,H,W,3]
-            flow_ref.append(report_lib.optical_flow_motion(to_frames(x0)))
-            flow_pred.append(torch.tensor([[report_lib.optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
+            flow_ref.append(optical_flow_motion(to_frames(x0)))
+            flow_pred.append(torch.tensor([[optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
     bar.close()
     pooled = report_lib.pool_videos(results)
     pixel = (torch.cat(flow_pred, dim=1), 1.0) if use_flow else None
@@ -204,7 +206,7 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
     import torch
 
     from cil_comfy.probe import ProbeSettings, measure
-    from cil_core.probe_report import optical_flow_available
+    from cil_media.flow import optical_flow_available
 
     settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric)
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
