@@ -56,6 +56,8 @@ def register(subparsers, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cil_core import probe_report as report_lib
+    from cil_media.charts import png_bytes
+    from cil_media.probe_plot import render_report
 
     t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
     start_rule(args)  # refuse a bad rule before any model work
@@ -66,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
         report, stem = probe_toy(args, t_grid), args.name or f"toy_{Path(TOY_ALIASES.get(args.toy, args.toy)).stem}"
     else:
         report, stem = probe_checkpoint(args, t_grid), args.name or Path(args.checkpoint).stem
-    image = report_lib.render_report(report)
-    paths = report_lib.save_report(report, Path(args.out) / stem, image)
+    paths = report_lib.save_report(report, Path(args.out) / stem, png_bytes(render_report(report)))
     print(report_lib.report_text(report))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

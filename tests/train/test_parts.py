@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from cil_core.families import svd_family
+from cil_media.loss_curve import draw_loss_curve
 from cil_train import grad_ckpt
 from cil_train.checkpoint import optimizer_from_flat, optimizer_to_flat, rng_from_tensors, rng_to_tensors
 from cil_train.config import config_from_dict, load_config
 from cil_train.data import InMemoryDataset
 from cil_train.lora import LoraSet, LoraSpec, matching_modules, merged_weight
 from cil_train.loop import Trainer
-from cil_train.progress import draw_loss_curve
 from cil_train.toy import TinyAdapter, TinyVideoNet, init_tiny
 
 REPO = Path(__file__).resolve().parents[2]
