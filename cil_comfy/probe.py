@@ -27,6 +27,9 @@ from cil_core.layouts import from_cfhw, latent_layout, to_cfhw
 from cil_core.probe import ProbeResult, probe_leakage
 from cil_core.start_rule import StartRule
 from cil_core.validation import CILValueError
+from cil_media.charts import image_to_tensor, png_bytes
+from cil_media.flow import optical_flow_available, optical_flow_motion
+from cil_media.probe_plot import render_report
 
 from .models import detect_family, family_label
 
@@ -180,12 +183,12 @@ def pixel_motion(result: ProbeResult, reference_cfhw, vae, latent_format, layout
     """(motion_pred [T, S], motion_ref) of the pixel optical-flow metric."""
     import comfy.model_management as mm
 
-    ref = report_lib.optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout))
+    ref = optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout))
     preds = result.predictions.flatten(0, 1)
     motion = torch.zeros(preds.shape[0], dtype=torch.float64)
     for i, video in enumerate(preds):
         mm.throw_exception_if_processing_interrupted()
-        motion[i] = report_lib.optical_flow_motion(decode_video(vae, latent_format, video, layout))
+        motion[i] = optical_flow_motion(decode_video(vae, latent_format, video, layout))
         if progress is not None:
             progress(i + 1, preds.shape[0])
     return motion.reshape(result.motion_pred.shape), ref
@@ -237,7 +240,7 @@ def save_outputs(report: dict, image, filename_prefix: str) -> tuple[dict, str]:
     out_dir = folder_paths.get_output_directory()
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, image.width, image.height)
     stem = os.path.join(folder, f"{name}_{counter:05}_")
-    paths = report_lib.save_report(report, stem, image)
+    paths = report_lib.save_report(report, stem, png_bytes(image))
     return {"filename": paths["png"].name, "subfolder": subfolder, "type": "output"}, str(paths["json"])
 
 
@@ -304,7 +307,7 @@ def _pixel_metric_plan(mode: str, vae) -> tuple[bool, str]:
         return False, "off (pixel_metric=off)"
     if vae is None:
         return False, "off (no vae connected)"
-    if not report_lib.optical_flow_available():
+    if not optical_flow_available():
         return False, "off (OpenCV not installed: pip install opencv-python-headless)"
     return True, "on"
 
@@ -331,9 +334,9 @@ def probe_and_save(model, positive, negative, settings: ProbeSettings, preview_t
     bar = comfy.utils.ProgressBar(1)
     run = measure(model, positive, negative, settings, video_latent=video_latent, video_frames=video_frames, vae=vae,
                   progress=lambda done, total: bar.update_absolute(done, total))
-    image = report_lib.render_report(run.report)
+    image = render_report(run.report)
     saved, json_path = save_outputs(run.report, image, filename_prefix)
     text = report_lib.report_text(run.report) + f"\nsaved: {json_path} (+ .csv, .png)"
-    return ProbeOutputs(report_lib.image_to_tensor(image), text, float(run.report["recommended_start"]),
+    return ProbeOutputs(image_to_tensor(image), text, float(run.report["recommended_start"]),
                         preview_latent(run.result, run.report, preview, run.latent_format, run.layout),
                         {"images": [saved], "text": [text]})

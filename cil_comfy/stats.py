@@ -4,6 +4,11 @@ VAE, load and save them in ``models/cil_stats``.
 Stats live in the MODEL's latent space: ``latent_format.process_in(vae.encode(frames))`` (for SD
 VAEs ×0.18215, for Wan a per-channel normalisation), the space the sampler and the official
 DynamiCrafter files use. Official files with ``Expectation_X0`` / ``Tr_Cov_d`` load as they are.
+
+Clips come from the pack's one video reader (``cil_media.video``). Frames that differ from the
+requested width × height are resized with its filter (bicubic cover + centre crop, through 8
+bits), for a folder of videos and an IMAGE batch alike, so the same frames give the same stats
+either way; before, ComfyUI's bilinear ``common_upscale`` did this.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import torch
 from cil_core.analytic_init import AnalyticStats, estimate_stats
 from cil_core.stats_io import load_stats, save_stats
 from cil_core.validation import CILValueError
-from cil_media.video import FolderReport, clips_from_folder, clips_from_images, list_videos
+from cil_media.clips import FolderReport, clips_from_folder, clips_from_images, list_videos
+from cil_media.video import resize_frames
 
 from .models import detect_family, latent_format_name
 from .paths import STATS_FOLDER, first_folder, folder_file
@@ -93,12 +99,10 @@ def encode_to_model_space(vae, model, clip: torch.Tensor) -> torch.Tensor:
 
 
 def resize_clip(clip: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Scale and centre-crop [F, H, W, 3] to (height, width) with ComfyUI's own upscaler."""
+    """[F, H, W, 3] in [0, 1] at (height, width): the video reader's resize + centre crop."""
     if clip.shape[1] == height and clip.shape[2] == width:
         return clip
-    import comfy.utils
-
-    return comfy.utils.common_upscale(clip.movedim(-1, 1), width, height, "bilinear", "center").movedim(1, -1)
+    return resize_frames(clip, width, height).to(torch.float32) / 255.0
 
 
 def resolve_folder(folder: str) -> Path:
@@ -119,11 +123,13 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
     import comfy.utils
 
     report = FolderReport()
+    if not (width and height):
+        width = height = 0  # keep the source size
     if folder.strip():
         files = list_videos(resolve_folder(folder))
         if max_videos:
             files = files[:max_videos]
-        clips, total, source = clips_from_folder(files, frames, frame_stride, report), len(files), str(folder)
+        clips, total, source = clips_from_folder(files, frames, frame_stride, report, width, height), len(files), str(folder)
     elif images is not None:
         clip_list = clips_from_images(images, frames)
         clips, total, source = iter(clip_list), len(clip_list), "images"

@@ -19,12 +19,13 @@ from pathlib import Path
 import torch
 
 from cil_core.validation import CILValueError
+from cil_media.charts import image_to_tensor
+from cil_media.loss_curve import draw_loss_curve
 from cil_train.config import (
     DataSection, LoraSection, LossSection, ModelSection, OptimSection, RunSection, SVDSection, TrainConfig,
 )
 from cil_train.data import ClipDataset, ClipSpec, InMemoryDataset, list_entries
 from cil_train.loop import Trainer
-from cil_train.progress import draw_loss_curve
 
 from .host import boot
 from .loaders import load_models
@@ -83,9 +84,7 @@ def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, b
         lora_path = str(result.lora_path)
     else:
         trained, lora_path = patcher, ""
-    plot = draw_loss_curve(result.steps, result.losses)
-    image = torch.frombuffer(bytearray(plot.tobytes()), dtype=torch.uint8).reshape(plot.height, plot.width, 3)
-    return trained, lora_path, image[None].float() / 255.0
+    return trained, lora_path, image_to_tensor(draw_loss_curve(result.steps, result.losses))
 
 
 

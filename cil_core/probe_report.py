@@ -1,17 +1,16 @@
-"""The Leakage Probe's report: a table (JSON / CSV / text), a plot drawn with PIL, pixel motion.
-
-Package-neutral (torch + stdlib; PIL and OpenCV are imported inside the functions that need
-them), so the ComfyUI node, ``cil probe`` and the toy demo all write the same report.
+"""The Leakage Probe's report: its schema, statistics, the recommended M, text / CSV / JSON and
+writing the files (torch + stdlib), so the ComfyUI node, ``cil probe`` and the toy demo all write
+the same report.
 
 The report is one JSON-friendly dict (``build_report``). Its ``rows`` hold every measured
-number; its ``plot`` section holds exactly the values the plot draws and where it draws them
-(``draw_plot``), so a reader can check the picture against the table.
+number; its ``plot`` section (added by ``cil_media.probe_plot.render_report``) holds exactly the
+values the plot draws and where it draws them, so a reader can check the picture against the table.
 
 Motion metrics (each reported as motion(x̂0) / motion(x0), ~1 = faithful, → 0 = leakage):
     latent_energy  frame-difference energy of the latent video (``cil_core.motion``); always there.
-    pixel_flow     mean optical-flow magnitude between consecutive decoded frames (OpenCV
-                   Farneback, pixels per frame), as the official code's RAFT motion score;
-                   only when OpenCV is importable and pixels are available.
+    pixel_flow     mean optical-flow magnitude between consecutive decoded frames
+                   (``cil_media.flow``: OpenCV Farneback, pixels per frame), as the official
+                   code's RAFT motion score; only when OpenCV is importable and pixels are available.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import torch
 from .atomic import atomic_write_bytes
 from .probe import ProbeResult
 from .start_rule import StartRule, recommend_start, recommendation_stability
-from .validation import CILValueError, check_rank
+from .validation import CILValueError
 
 REPORT_FORMAT = "cil-leakage-probe"
 REPORT_VERSION = 2
@@ -37,44 +36,6 @@ METRIC_NAMES = {
     "latent_energy": "latent frame-difference energy",
     "pixel_flow": "pixel optical-flow magnitude (OpenCV Farneback)",
 }
-
-
-# --- pixel motion -----------------------------------------------------------------------------
-
-def optical_flow_available() -> bool:
-    """True when OpenCV (``cv2``) can be imported: the pixel_flow metric needs it."""
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def optical_flow_motion(frames: torch.Tensor) -> float:
-    """Mean Farneback optical-flow magnitude (pixels/frame) of one video.
-
-    ``frames``: [F, H, W, 3] (ComfyUI IMAGE layout), values in [0, 1]. Frames go to 8-bit grey;
-    the magnitude is averaged over pixels and the F−1 consecutive pairs.
-    """
-    try:
-        import cv2
-    except ImportError as exc:
-        raise CILValueError(
-            "the pixel_flow metric needs OpenCV: pip install opencv-python-headless "
-            "(or use the latent_energy metric, which needs nothing)."
-        ) from exc
-    import numpy as np
-
-    check_rank("frames", frames, (4,), "[frames, height, width, 3]")
-    if frames.shape[0] < 2:
-        raise CILValueError(f"a video needs at least 2 frames to have motion; got {frames.shape[0]}.")
-    grey = (frames[..., :3].float().clamp(0, 1).mean(dim=-1) * 255.0).round().to(torch.uint8).cpu().numpy()
-    winsize = max(5, min(15, min(grey.shape[1:]) // 4))
-    total = 0.0
-    for prev, nxt in zip(grey[:-1], grey[1:]):
-        flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, winsize, 3, 5, 1.2, 0)
-        total += float(np.sqrt((flow.astype(np.float64) ** 2).sum(axis=-1)).mean())
-    return total / (grey.shape[0] - 1)
 
 
 # --- the report dict ----------------------------------------------------------------------------
@@ -220,219 +181,19 @@ def report_csv(report: dict) -> str:
     return buf.getvalue()
 
 
-def save_report(report: dict, stem: str | os.PathLike, image=None) -> dict[str, Path]:
-    """Write ``stem``.json, ``stem``.csv and (given a PIL image) ``stem``.png, each atomically."""
+def save_report(report: dict, stem: str | os.PathLike, png: bytes | None = None) -> dict[str, Path]:
+    """Write ``stem``.json, ``stem``.csv and (given the plot's PNG bytes) ``stem``.png, each atomically."""
     stem = Path(stem)
     paths = {
         "json": atomic_write_bytes(stem.with_name(stem.name + ".json"), json.dumps(report, indent=2).encode()),
         "csv": atomic_write_bytes(stem.with_name(stem.name + ".csv"), report_csv(report).encode()),
     }
-    if image is not None:
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        paths["png"] = atomic_write_bytes(stem.with_name(stem.name + ".png"), buf.getvalue())
+    if png is not None:
+        paths["png"] = atomic_write_bytes(stem.with_name(stem.name + ".png"), png)
     return paths
 
 
-# --- the plot ----------------------------------------------------------------------------------------
-
-SERIES_STYLE = {"latent_energy": ((31, 119, 180), "o"), "pixel_flow": ((148, 52, 170), "s")}
-COLORS = {"threshold": (230, 120, 0), "plateau": (120, 120, 220), "unity": (150, 150, 150), "found": (30, 150, 60), "missing": (200, 30, 30)}
-START_LABELS = {
-    "late_start": "recommended M = {m:.3f}",
-    "no_leakage": "no leakage: M = {m:.3f} (largest t)",
-    "leaks_everywhere": "leaks at every t: M = {m:.3f} (smallest t)",
-    "plateau_at_top": "plateau only at the top: M = {m:.3f}",
-}
-BLACK, GREY = (0, 0, 0), (70, 70, 70)
-MARKER_RADIUS = 5
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: bitmap font only
-        return ImageFont.load_default()
-
-
-def _nice_top(value: float) -> float:
-    """Smallest of 1.2, 1.5, 2, 3, 5, 10, 100, … that is ≥ value (the y axis top)."""
-    for top in (1.2, 1.5, 2.0, 3.0, 5.0):
-        if value <= top:
-            return top
-    return 10.0 ** math.ceil(math.log10(value))
-
-
-def plot_geometry(report: dict, width: int, height: int) -> dict:
-    """Axes box in pixels and data ranges: x is t ∈ [0, 1], y is the motion ratio from 0."""
-    keys = metric_keys(report)
-    highest = max(r[f"{k}_ratio_max"] for r in report["rows"] for k in keys)
-    box = [int(0.11 * width), int(0.14 * height), int(0.97 * width), int(0.74 * height)]
-    return {"width": width, "height": height, "box": box, "x_range": [0.0, 1.0], "y_range": [0.0, _nice_top(highest * 1.05)]}
-
-
-def to_pixel(geometry: dict, t: float, ratio: float) -> tuple[int, int]:
-    """Pixel centre of the data point (t, ratio); ratios above the axis top are drawn at the top."""
-    x0, y0, x1, y1 = geometry["box"]
-    (tx0, tx1), (ry0, ry1) = geometry["x_range"], geometry["y_range"]
-    px = x0 + (t - tx0) / (tx1 - tx0) * (x1 - x0)
-    py = y1 - (min(ratio, ry1) - ry0) / (ry1 - ry0) * (y1 - y0)
-    return round(px), round(py)
-
-
-def _text(draw, xy: tuple[float, float], text: str, font, fill=BLACK, anchor: str = "la") -> None:
-    """Text anchored horizontally l/m/r and vertically a (top) / m (middle); works with TrueType
-    and bitmap fonts alike (bitmap fonts do not take PIL's own ``anchor``)."""
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    x = xy[0] - {"l": 0.0, "m": (right - left) / 2, "r": float(right - left)}[anchor[0]] - left
-    y = xy[1] - {"a": 0.0, "m": (bottom - top) / 2}[anchor[1]] - top
-    draw.text((round(x), round(y)), text, fill=fill, font=font)
-
-
-def _dashed_hline(draw, geometry: dict, ratio: float, color, dash: int = 8) -> None:
-    x0, _, x1, _ = geometry["box"]
-    _, py = to_pixel(geometry, 0.0, ratio)
-    for x in range(x0, x1, 2 * dash):
-        draw.line([(x, py), (min(x + dash, x1), py)], fill=color, width=2)
-
-
-def _draw_axes(draw, geometry: dict, font) -> None:
-    x0, y0, x1, y1 = geometry["box"]
-    top = geometry["y_range"][1]
-    step = 0.2 if top < 1.5 else top / 5
-    for i in range(int(round(top / step)) + 1):
-        _, py = to_pixel(geometry, 0.0, i * step)
-        draw.line([(x0 + 1, py), (x1 - 1, py)], fill=(232, 232, 232))
-        draw.line([(x0 - 5, py), (x0, py)], fill=BLACK)
-        _text(draw, (x0 - 8, py), f"{i * step:g}", font, anchor="rm")
-    for i in range(11):
-        px, _ = to_pixel(geometry, i / 10, 0.0)
-        draw.line([(px, y1), (px, y1 + 5)], fill=BLACK)
-        if i % 2 == 0:
-            _text(draw, (px, y1 + 8), f"{i / 10:.1f}", font, anchor="ma")
-    draw.rectangle([x0, y0, x1, y1], outline=BLACK, width=1)
-
-
-def _draw_marker(draw, xy: tuple[int, int], shape: str, color) -> None:
-    x, y = xy
-    r = MARKER_RADIUS
-    if shape == "s":
-        draw.rectangle([x - r, y - r, x + r, y + r], fill=color)
-    else:
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
-
-
-def _draw_series(draw, geometry: dict, report: dict, key: str) -> dict:
-    """Mean ratio per t (line + markers) and the min–max over samples (vertical bars)."""
-    color, shape = SERIES_STYLE[key]
-    ts = [r["t"] for r in report["rows"]]
-    means = mean_ratios(report, key)
-    points = [to_pixel(geometry, t, m) for t, m in zip(ts, means)]
-    for row, (px, _) in zip(report["rows"], points):
-        _, lo = to_pixel(geometry, 0.0, row[f"{key}_ratio_min"])
-        _, hi = to_pixel(geometry, 0.0, row[f"{key}_ratio_max"])
-        draw.line([(px, lo), (px, hi)], fill=color, width=1)
-    if len(points) > 1:
-        draw.line(points, fill=color, width=2)
-    for p in points:
-        _draw_marker(draw, p, shape, color)
-    return {"key": key, "label": METRIC_NAMES[key], "t": ts, "ratio": means, "markers": [list(p) for p in points], "color": list(color)}
-
-
-def _draw_start(draw, geometry: dict, report: dict, font) -> None:
-    m, rec = report["recommended_start"], report["recommendation"]
-    color = COLORS["found"] if rec["found"] else COLORS["missing"]
-    px, _ = to_pixel(geometry, m, 0.0)
-    _, y0, _, y1 = geometry["box"]
-    draw.line([(px, y0), (px, y1)], fill=color, width=2)
-    text = START_LABELS[rec["verdict"]].format(m=m)
-    if m > 0.6:
-        _text(draw, (px - 6, y0 + 6), text, font, color, anchor="ra")
-    else:
-        _text(draw, (px + 6, y0 + 6), text, font, color, anchor="la")
-
-
-def _draw_legend(draw, geometry: dict, series: list[dict], report: dict, font) -> None:
-    """One row per metric, then one row for the threshold and unity lines."""
-    x0, y = geometry["box"][0], int(0.86 * geometry["height"])
-    rows = [[(tuple(s["color"]), f"{s['label']} (mean; bar = min-max of {report['samples_per_t']} samples)")] for s in series]
-    lines = [(COLORS["threshold"], f"leak threshold {report['threshold']:g}")]
-    if report["recommendation"]["plateau_level"] is not None:
-        lines.append((COLORS["plateau"], f"plateau level (tolerance {report['plateau_tolerance']:g})"))
-    rows.append(lines + [(COLORS["unity"], "ratio 1")])
-    for row in rows:
-        x = x0
-        for color, label in row:
-            draw.line([(x, y), (x + 22, y)], fill=color, width=3)
-            _text(draw, (x + 28, y), label, font, anchor="lm")
-            x += 60 + draw.textbbox((0, 0), label, font=font)[2]
-        y += int(0.045 * geometry["height"])
-
-
-def _footer(report: dict) -> str:
-    """Model, family and settings from ``meta`` (strings and numbers only), bottom right."""
-    meta = report.get("meta", {})
-    parts = [str(meta[k]) for k in ("model", "family") if isinstance(meta.get(k), (str, int, float))]
-    if isinstance(meta.get("cfg"), (int, float)):
-        parts.append(f"cfg {meta['cfg']:g}")
-    parts.append(f"{report['samples_per_t']} samples/t")
-    return "  |  ".join(parts)
-
-
-def draw_plot(report: dict, width: int = 800, height: int = 500):
-    """Motion ratio vs t with the threshold, the plateau level, the unity line and M marked.
-
-    Returns (PIL RGB image, plot section); the section holds each series' t, plotted mean
-    ratios and marker pixel centres, the axes box and ranges (``to_pixel`` maps data to pixels).
-    """
-    from PIL import Image, ImageDraw
-
-    if width < 560 or height < 360:
-        raise CILValueError(f"plot size {width}x{height} is too small to read; use at least 560x360.")
-    image = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    small, big = _font(max(11, height // 36)), _font(max(14, height // 26))
-    geometry = plot_geometry(report, width, height)
-    x0, y0, x1, y1 = geometry["box"]
-    _draw_axes(draw, geometry, small)
-    _dashed_hline(draw, geometry, 1.0, COLORS["unity"], dash=3)
-    _dashed_hline(draw, geometry, report["threshold"], COLORS["threshold"])
-    level = report["recommendation"]["plateau_level"]
-    if level is not None:
-        _dashed_hline(draw, geometry, level, COLORS["plateau"], dash=5)
-    _draw_start(draw, geometry, report, small)
-    series = [_draw_series(draw, geometry, report, k) for k in metric_keys(report)]
-    _text(draw, (width / 2, 0.015 * height), "Leakage Probe: motion(one-step x0 prediction) / motion(video)", big, anchor="ma")
-    metric = METRIC_NAMES[report["recommendation_metric"]]
-    _text(draw, (width / 2, 0.07 * height), f"M chosen on: {metric}  (1 = faithful, 0 = static image copy)", small, GREY, anchor="ma")
-    _text(draw, ((x0 + x1) / 2, y1 + 0.055 * height), "t  (normalised diffusion time; 1 = pure noise)", small, anchor="ma")
-    noisy = report.get("noise_not_motion") or []
-    if noisy:
-        times = ", ".join(f"{w['t']:.2f}" for w in noisy)
-        _text(draw, (x0 + 6, y0 + 0.06 * height), f"ratio > 1 at t = {times}: noise, not motion (unreliable model)", small, COLORS["missing"])
-    _text(draw, (x0 - 4, y0 - 0.03 * height), "motion ratio", small, anchor="rm")
-    _draw_legend(draw, geometry, series, report, small)
-    footer = _footer(report)
-    if footer:
-        _text(draw, (width - 8, height - 6), footer, small, GREY, anchor="rm")
-    section = dict(geometry, series=series, recommended_start=report["recommended_start"], threshold=report["threshold"], plateau_level=level)
-    return image, section
-
-
-def image_to_tensor(image) -> torch.Tensor:
-    """PIL RGB image → ComfyUI IMAGE [1, H, W, 3] float in [0, 1]."""
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return data.reshape(1, image.height, image.width, 3).float() / 255.0
-
-
-def render_report(report: dict, width: int = 800, height: int = 500):
-    """Draw the plot and record its section in ``report["plot"]``; returns the PIL image."""
-    image, section = draw_plot(report, width, height)
-    report["plot"] = section
-    return image
-
+# --- time grid and pooling ------------------------------------------------------------------------
 
 def grid(t_min: float, t_max: float, count: int) -> list[float]:
     """``count`` evenly spaced times from t_min to t_max (inclusive), each in (0, 1]."""

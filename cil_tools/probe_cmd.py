@@ -17,7 +17,6 @@ import argparse
 from pathlib import Path
 
 HELP = "measure conditional image leakage of a model on a video (Leakage Probe)"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def register(subparsers, name: str) -> None:
@@ -57,6 +56,8 @@ def register(subparsers, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cil_core import probe_report as report_lib
+    from cil_media.charts import png_bytes
+    from cil_media.probe_plot import render_report
 
     t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
     start_rule(args)  # refuse a bad rule before any model work
@@ -67,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
         report, stem = probe_toy(args, t_grid), args.name or f"toy_{Path(TOY_ALIASES.get(args.toy, args.toy)).stem}"
     else:
         report, stem = probe_checkpoint(args, t_grid), args.name or Path(args.checkpoint).stem
-    image = report_lib.render_report(report)
-    paths = report_lib.save_report(report, Path(args.out) / stem, image)
+    paths = report_lib.save_report(report, Path(args.out) / stem, png_bytes(render_report(report)))
     print(report_lib.report_text(report))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -130,9 +130,11 @@ def probe_toy(args, t_grid: list[float]) -> dict:
 
     from cil_core import probe_report as report_lib
     from cil_core.probe import probe_leakage
+    from cil_media.flow import optical_flow_available, optical_flow_motion
+
     toy = load_toy(args.toy)
     latents = moving_held_out_latents(toy, args.videos)
-    use_flow = args.pixel_metric == "auto" and report_lib.optical_flow_available()
+    use_flow = args.pixel_metric == "auto" and optical_flow_available()
     results, flow_pred, flow_ref = [], [], []
     bar, tick = _progress(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}")
     for v, x0 in enumerate(latents):
@@ -145,8 +147,8 @@ def probe_toy(args, t_grid: list[float]) -> dict:
         results.append(r)
         if use_flow:
             to_frames = lambda z: ((toy.codec.decode(z) + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # noqa: E731  CFHW→[F,H,W,3]
-            flow_ref.append(report_lib.optical_flow_motion(to_frames(x0)))
-            flow_pred.append(torch.tensor([[report_lib.optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
+            flow_ref.append(optical_flow_motion(to_frames(x0)))
+            flow_pred.append(torch.tensor([[optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
     bar.close()
     pooled = report_lib.pool_videos(results)
     pixel = (torch.cat(flow_pred, dim=1), 1.0) if use_flow else None
@@ -162,53 +164,24 @@ def probe_toy(args, t_grid: list[float]) -> dict:
 # --- a real checkpoint through ComfyUI ------------------------------------------------------------------
 
 def load_video(path: str, frames: int, stride: int, width: int, height: int):
-    """[F, H, W, 3] in [0, 1]: the first ``frames`` frames (every ``stride``-th), scaled to cover
-    width×height and centre-cropped. GIF/WebP/APNG and frame folders via PIL; others via PyAV."""
+    """[F, H, W, 3] in [0, 1]: the first ``frames`` frames (every ``stride``-th) of a video file,
+    an animated image or a folder of frames, scaled to cover width×height and centre-cropped
+    (the pack's one reader, ``cil_media.video``)."""
     import torch
 
-    source = Path(path)
-    if not source.exists():
+    from cil_media.video import ClipSpec, VideoDecodeError, decode_clip
+
+    if not Path(path).exists():
         raise _error(f"--video {path!r} does not exist.")
     if frames < 2 or stride < 1:
         raise _error(f"--frames={frames} must be >= 2 and --stride={stride} >= 1: the probe needs a moving video.")
-    images = [im for i, im in enumerate(_frame_images(source)) if i % stride == 0]
-    images = images[:frames]
-    if len(images) < 2:
-        raise _error(f"--video {path!r} gave {len(images)} frame(s) (stride {stride}); the probe needs at least 2.")
-    return torch.stack([_cover_crop(im, width, height) for im in images])
-
-
-def _frame_images(source: Path):
-    from PIL import Image, ImageSequence
-
-    if source.is_dir():
-        for f in sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            yield Image.open(f).convert("RGB")
-        return
-    if source.suffix.lower() in (".gif", ".webp", ".png", ".apng"):
-        with Image.open(source) as im:
-            for frame in ImageSequence.Iterator(im):
-                yield frame.convert("RGB")
-        return
     try:
-        import av
-    except ImportError as exc:
-        raise _error(f"reading {source.suffix} videos needs PyAV (pip install av); or pass a GIF or a folder of frames.") from exc
-    with av.open(str(source)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            yield frame.to_image()
-
-
-def _cover_crop(image, width: int, height: int):
-    import torch
-    from PIL import Image
-
-    scale = max(width / image.width, height / image.height)
-    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.LANCZOS)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    image = image.crop((left, top, left + width, top + height))
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3).float() / 255.0
+        clip = decode_clip(path, ClipSpec(frames, height, width, stride=stride, clip_start="first"))
+    except VideoDecodeError as exc:
+        fix = ("use a longer video or lower --frames / --stride" if exc.too_short
+               else "give a video file, an animated GIF/WebP/APNG or a folder of frame images")
+        raise _error(f"--video {path!r} gives no clip of {frames} frames (stride {stride}): {exc}; {fix}.") from None
+    return clip["pixels"].to(torch.float32) / 255.0
 
 
 def probe_checkpoint(args, t_grid: list[float]) -> dict:
@@ -234,7 +207,7 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
     import torch
 
     from cil_comfy.probe import ProbeSettings, measure
-    from cil_core.probe_report import optical_flow_available
+    from cil_media.flow import optical_flow_available
 
     settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric)
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()

@@ -26,6 +26,7 @@ import torch
 
 from cil_core.analytic_init import AnalyticStats
 from cil_core.probe import probe_leakage
+from cil_core.probe_report import pool_videos
 from cil_core.schedules import StartTime
 from cil_core.start_rule import START_RULES, StartRule, recommend_start
 from cil_core.stats_io import load_stats
@@ -157,20 +158,22 @@ def held_out_data(model: ToyModel, n: int) -> DemoData:
 
 
 def run_probe(cfg: DemoConfig, models: dict[str, ToyModel], data: DemoData, tick) -> dict:
-    """Mean motion ratio per t for each model, averaged over ``probe_videos`` held-out videos."""
+    """Mean motion ratio per t for each model over ``probe_videos`` held-out videos, pooled as
+    ``cil probe`` pools them (``pool_videos``); its SE is over the videos' own means."""
     out: dict = {"t": list(cfg.probe_t)}
     for role, model in models.items():
-        ratios = []
+        results = []
         gen = torch.Generator().manual_seed(cfg.seed * 7 + 3)
         for i in range(min(cfg.probe_videos, data.latents.shape[0])):
             denoise = model.denoiser.bind(data.cond_latents[i], noise_level=0.0)
-            res = probe_leakage(denoise, data.latents[i], model.family, list(cfg.probe_t), cfg.probe_samples, generator=gen, max_batch=cfg.batch)
-            ratios.append(res.mean_ratio)
-            out["sigma"] = res.sigma.tolist()
+            results.append(probe_leakage(denoise, data.latents[i], model.family, list(cfg.probe_t), cfg.probe_samples, generator=gen,
+                                         max_batch=cfg.batch))
             tick(len(cfg.probe_t) * cfg.probe_samples)
-        stacked = torch.stack(ratios)  # [videos, T]
-        out[f"{role}_mean_ratio"] = stacked.mean(0).tolist()
-        out[f"{role}_ratio_se"] = (stacked.std(0) / math.sqrt(stacked.shape[0])).tolist() if stacked.shape[0] > 1 else [math.nan] * stacked.shape[1]
+        pooled = pool_videos(results)
+        per_video = pooled.ratio.reshape(len(cfg.probe_t), len(results), -1).mean(2)  # [T, videos]
+        out["sigma"] = pooled.sigma.tolist()
+        out[f"{role}_mean_ratio"] = pooled.mean_ratio.tolist()
+        out[f"{role}_ratio_se"] = (per_video.std(1) / math.sqrt(len(results))).tolist() if len(results) > 1 else [math.nan] * len(cfg.probe_t)
     t = torch.tensor(cfg.probe_t, dtype=torch.float64)
     picks = {name: {role: recommend_start(t, torch.tensor(out[f"{role}_mean_ratio"], dtype=torch.float64), cfg.start_rule(name)).to_json() for role in models}
              for name in START_RULES}

@@ -293,47 +293,6 @@ def build_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def probe_plot(doc: dict, path: Path) -> Path:
-    p = doc["probe"]
-    ys = [v for v in p["baseline_mean_ratio"] + p["timenoise_mean_ratio"] if v is not None]
-    ax = plots.Axes(xlim=(0.0, 1.0), ylim=plots.padded_limits(ys, include=(0.0, 1.0)), title="Leakage Probe: motion of one-step x0 / motion of x0",
-                    xlabel="normalised time t", ylabel="motion ratio")
-    ax.hline(1.0, (150, 150, 150), "ideal (ratio 1)")
-    ax.hline(p["threshold"], (200, 160, 0), "threshold")
-    ax.line(p["t"], p["baseline_mean_ratio"], plots.PALETTE[1], "baseline")
-    ax.line(p["t"], p["timenoise_mean_ratio"], plots.PALETTE[2], "TimeNoise")
-    colors = {"plateau": (120, 120, 220), "threshold": (255, 127, 14)}
-    for name, pick in p["rule_picks"].items():
-        ax.vline(pick["baseline"]["m"], colors.get(name, (90, 90, 90)), f"baseline M, {name} rule")
-    return ax.save(path)
-
-
-def motion_fidelity_plot(doc: dict, path: Path) -> Path:
-    rows = {r["key"]: r for r in doc["rows"]}
-    real = rows["real"]
-    def sweep(model: str, init: str) -> list[dict]:
-        return sorted((r for r in doc["rows"] if r["init"] == init and r["model"] == doc["models"][model] and r["M"] is not None and r["M"] < 1.0),
-                      key=lambda r: r["M"])
-
-    series = {"naive late start": (sweep("baseline", "naive"), plots.PALETTE[1]),
-              "Analytic-Init late start": (sweep("baseline", "analytic"), plots.PALETTE[0]),
-              "TimeNoise + Analytic-Init": (sweep("timenoise", "analytic"), plots.PALETTE[4])}
-    xs = [r["speed"] for r in doc["rows"]]
-    ys = [r["fd"] for r in doc["rows"]]
-    ax = plots.Axes(xlim=plots.padded_limits(xs), ylim=plots.padded_limits(ys, include=(0.0,)), title="Motion vs fidelity over the start time M",
-                    xlabel="sprite speed (px/frame)", ylabel="Frechet distance to real (lower is better)")
-    ax.vline(real["speed"], (150, 150, 150), "real speed")
-    for label, (rs, color) in series.items():
-        if rs:
-            ax.line([r["speed"] for r in rs], [r["fd"] for r in rs], color, label)
-        for r in rs:
-            ax.text(r["speed"], r["fd"], f"M={fmt(r['M'])}", color)
-    for key, color, label in (("baseline_T", plots.PALETTE[3], "baseline from T"), ("timenoise_T", plots.PALETTE[2], "TimeNoise from T")):
-        if key in rows:
-            ax.point(rows[key]["speed"], rows[key]["fd"], color, label)
-    return ax.save(path)
-
-
 def samples_gif(res: DemoResult, path: Path) -> Path:
     rows = min(res.config.gif_rows, res.data.pixels.shape[0])
     cond = res.data.cond_pixels[:rows].unsqueeze(2).expand_as(res.data.pixels[:rows])
@@ -347,7 +306,7 @@ def samples_gif(res: DemoResult, path: Path) -> Path:
         label = ("baseline\nfrom T" if m.key == "baseline_T" else "TimeNoise\nfrom T" if m.key == "timenoise_T"
                  else f"{'TN+' if m.model == 'timenoise' else ''}{name}\nM={m.m:g}")
         columns.append((label, res.videos[m.key][:rows]))
-    return plots.sample_grid_gif(columns, path)
+    return plots.samples_grid(columns, path)
 
 
 def write_report(res: DemoResult) -> dict[str, Path]:
@@ -357,7 +316,7 @@ def write_report(res: DemoResult) -> dict[str, Path]:
     paths = {name: out / name for name in FILES}
     paths["metrics.json"].write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["report.md"].write_text(build_markdown(doc), encoding="utf-8")
-    probe_plot(doc, paths["probe.png"])
-    motion_fidelity_plot(doc, paths["motion_fidelity.png"])
+    plots.probe_chart(doc, paths["probe.png"])
+    plots.motion_fidelity_chart(doc, paths["motion_fidelity.png"])
     samples_gif(res, paths["samples.gif"])
     return paths

@@ -5,9 +5,9 @@
 states ``rng/…`` as uint8) and, in its metadata, the small state as JSON (step, data cursor,
 skipped videos, optimizer hyper-parameters, grad-scaler, config hash). Nothing is pickled.
 
-Writes go to a temporary ``.step_….tmp`` in the same folder, are fsynced, renamed over the final
-name and the folder is fsynced: a reader (or ``--resume`` after SIGKILL) sees either a complete
-checkpoint or none. Leftover temporary files are removed by ``clean_temporaries``.
+Writes go through ``cil_core.atomic.atomic_path`` (a temporary file in the same folder, fsynced,
+renamed over the final name, folder fsynced): a reader (or ``--resume`` after SIGKILL) sees either
+a complete checkpoint or none. Temporary files a kill left behind are removed by ``clean_temporaries``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from cil_core.atomic import atomic_path, leftover_temporaries
 from cil_core.validation import CILValueError
 
 FORMAT = "comfyui-cil/train-state"
@@ -46,8 +47,7 @@ def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def clean_temporaries(output_dir: str | Path) -> list[Path]:
-    folder = checkpoint_dir(output_dir)
-    removed = [p for p in folder.glob(".step_*.tmp")] if folder.is_dir() else []
+    removed = leftover_temporaries(checkpoint_dir(output_dir), "step_*.safetensors")
     for p in removed:
         p.unlink(missing_ok=True)
     return removed
@@ -63,34 +63,16 @@ def fault_step(kind: str) -> int | None:
     return None
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(output_dir: str | Path, step: int, tensors: dict[str, torch.Tensor], state: dict, keep: int) -> Path:
     """Atomically write the checkpoint of ``step``; keep the newest ``keep`` ones."""
     final = checkpoint_path(output_dir, step)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
     meta = {"format": FORMAT, "state": json.dumps(state, sort_keys=True)}
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    if fault_step("kill_in_checkpoint") == step:  # simulate dying mid-write: leave half a file
-        with open(tmp, "r+b") as fh:
-            fh.truncate(os.path.getsize(tmp) // 2)
-        os.kill(os.getpid(), signal.SIGKILL)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    with atomic_path(final) as tmp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        if fault_step("kill_in_checkpoint") == step:  # simulate dying mid-write: leave half a file
+            with open(tmp, "r+b") as fh:
+                fh.truncate(os.path.getsize(tmp) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
     for old_step, old in list_checkpoints(output_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return final

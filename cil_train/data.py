@@ -1,11 +1,11 @@
 """Training clips from a video folder, a WebVid-style CSV or a folder of pre-encoded latents.
 
-Clip sampling: the video is resampled to ``fps`` (0 keeps its own rate), then every
-``stride``-th frame is taken, ``frames`` in all, from a start chosen by ``clip_start``
-(random per epoch and video, first, or centre). Frames are resized to cover ``height × width``
-and centre-cropped. Decoding (PyAV) runs in DataLoader worker processes; a video that fails
-(missing, corrupt, truncated, too short) comes back as a failure record, which the trainer
-counts, lists in its log and skips — never fatal.
+Clips come from the pack's one video reader (``cil_media.video.decode_clip``, ``ClipSpec``):
+resampled to ``fps``, every ``stride``-th frame, from a ``clip_start`` that is random per epoch
+and video (or first, or centre), resized to cover ``height × width`` and centre-cropped.
+Decoding runs in DataLoader worker processes; a video that fails (missing, corrupt, truncated,
+too short) comes back as a failure record, which the trainer counts, lists in its log and
+skips — never fatal.
 
 Order: ``KeySampler`` walks a seeded permutation per epoch from a cursor (epoch, position), so
 a resumed run sees exactly the clips an uninterrupted run would have seen.
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import os
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,30 +27,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from cil_core.validation import CILValueError
 from cil_core.stats_io import atomic_save_safetensors
+from cil_core.validation import CILValueError
+from cil_media.video import VIDEO_EXTENSIONS, ClipSpec, VideoDecodeError, decode_clip, video_files
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".avi", ".m4v")
 VIDEO_COLUMNS = ("path", "video", "video_path", "file", "filename")
 CAPTION_COLUMNS = ("caption", "name", "text", "prompt")
-
-
-class VideoDecodeError(Exception):
-    """A video that cannot give a clip (reason in the message)."""
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    frames: int
-    height: int
-    width: int
-    fps: float = 0.0
-    stride: int = 1
-    clip_start: str = "random"
-
-    @classmethod
-    def from_config(cls, data) -> "ClipSpec":
-        return cls(data.frames, data.height, data.width, data.fps, data.stride, data.clip_start)
 
 
 @dataclass(frozen=True)
@@ -73,7 +53,7 @@ def list_entries(data) -> list[Entry]:
     if kind == "auto":
         if source.is_file():
             kind = "csv"
-        elif any(source.glob("*.safetensors")) and not _videos_in(source):
+        elif any(source.glob("*.safetensors")) and not video_files(source):
             kind = "latents"
         else:
             kind = "folder"
@@ -82,14 +62,10 @@ def list_entries(data) -> list[Entry]:
     elif kind == "latents":
         entries = [Entry(str(p), kind="latent") for p in sorted(source.glob("*.safetensors"))]
     else:
-        entries = [Entry(str(p), _sidecar_caption(p, data.caption)) for p in _videos_in(source)]
+        entries = [Entry(str(p), _sidecar_caption(p, data.caption)) for p in video_files(source)]
     if not entries:
         raise CILValueError(f"data.source={str(source)!r} holds no {kind} entries (video types: {', '.join(VIDEO_EXTENSIONS)}).")
     return entries
-
-
-def _videos_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
 def _sidecar_caption(video: Path, default: str) -> str:
@@ -119,89 +95,6 @@ def _csv_entries(csv_path: Path, root: Path, data) -> list[Entry]:
         caption = row.get(caption_col, "") if caption_col else data.caption
         entries.append(Entry(str(root / rel), caption or data.caption))
     return entries
-
-
-# --- decoding --------------------------------------------------------------------------------
-
-def _import_av():
-    try:
-        import av
-    except ModuleNotFoundError:
-        raise CILValueError("decoding videos needs PyAV: pip install av (or the pack's [video] extra).") from None
-    return av
-
-
-def _duration(container, stream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000
-    return None
-
-
-def clip_start_time(spec: ClipSpec, duration: float | None, span: float, rng_key: str, frame_period: float = 0.0) -> float:
-    """Start time in seconds for this clip (random ones are a function of ``rng_key``).
-    ``duration`` counts the last frame's display time, hence ``frame_period``."""
-    if duration is None or spec.clip_start == "first":
-        return 0.0
-    room = max(duration - frame_period - span, 0.0)
-    if spec.clip_start == "center":
-        return room / 2
-    return random.Random(rng_key).uniform(0.0, room * 0.999)
-
-
-def decode_clip(path: str, spec: ClipSpec, rng_key: str = "") -> dict:
-    """Decode one clip: uint8 [F, H, W, 3] pixels and its effective frame rate (fps / stride)."""
-    av = _import_av()
-    if not os.path.isfile(path):
-        raise VideoDecodeError("file not found")
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise VideoDecodeError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            native = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-            fps = spec.fps or native
-            step = spec.stride / fps
-            span = (spec.frames - 1) * step
-            duration = _duration(container, stream)
-            if duration is not None and duration - 0.5 / native < span:
-                raise VideoDecodeError(f"too short: {duration:.2f} s < {span:.2f} s needed for {spec.frames} frames")
-            start = clip_start_time(spec, duration, span, rng_key, 1.0 / native)
-            frames = _select_frames(container, stream, start, step, spec, native)
-    except VideoDecodeError:
-        raise
-    except Exception as exc:  # PyAV raises many error types for broken files
-        raise VideoDecodeError(f"{type(exc).__name__}: {exc}") from None
-    return {"pixels": torch.stack(frames), "fps": fps / spec.stride, "start": start}
-
-
-def _select_frames(container, stream, start: float, step: float, spec: ClipSpec, native: float) -> list[torch.Tensor]:
-    if start > 2.0:
-        container.seek(int(start / stream.time_base), stream=stream, backward=True)
-    tolerance = 0.5 / native
-    out: list[torch.Tensor] = []
-    for index, frame in enumerate(container.decode(stream)):
-        t = frame.time if frame.time is not None else index / native
-        while len(out) < spec.frames and t >= start + len(out) * step - tolerance:
-            out.append(_resize_crop(frame.to_image(), spec.height, spec.width))
-        if len(out) == spec.frames:
-            return out
-    raise VideoDecodeError(f"truncated or too short: got {len(out)} of {spec.frames} frames")
-
-
-def _resize_crop(image, height: int, width: int) -> torch.Tensor:
-    """Resize (bicubic) to cover height × width, centre-crop; uint8 [H, W, 3]."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    scale = max(width / image.width, height / image.height)
-    size = (max(width, math.ceil(image.width * scale - 1e-6)), max(height, math.ceil(image.height * scale - 1e-6)))
-    image = image.resize(size, Image.BICUBIC)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    image = image.crop((left, top, left + width, top + height))
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3)
 
 
 # --- encoded clips (latent folders and the latent cache) ---------------------------------------

@@ -63,3 +63,25 @@ def test_stats_convert_fit_and_errors(tmp_path, capsys):
     assert "C,F,H,W" in capsys.readouterr().err
     assert cli.main(["stats", "show", str(tmp_path / "missing.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_probe_reads_its_video_with_the_one_reader_and_names_the_fix(tmp_path):
+    """``cil probe --video``: a GIF through cil_media.video as float frames; too short or unreadable
+    videos are refused with what to change."""
+    from PIL import Image
+
+    from cil_core.validation import CILValueError
+    from cil_tools import probe_cmd
+
+    frames = [Image.new("RGB", (40, 20), (30 * i, 0, 0)) for i in range(5)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    video = probe_cmd.load_video(str(tmp_path / "clip.gif"), frames=3, stride=2, width=16, height=16)
+    assert video.shape == (3, 16, 16, 3) and video.dtype == torch.float32
+    assert [round(float(f[..., 0].mean()) * 255 / 30) for f in video] == [0, 2, 4]
+    with pytest.raises(CILValueError, match="lower --frames / --stride"):
+        probe_cmd.load_video(str(tmp_path / "clip.gif"), frames=6, stride=1, width=16, height=16)
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a?")
+    with pytest.raises(CILValueError, match="give a video file"):
+        probe_cmd.load_video(str(tmp_path / "broken.gif"), frames=2, stride=1, width=16, height=16)
+    with pytest.raises(CILValueError, match="does not exist"):
+        probe_cmd.load_video(str(tmp_path / "missing.gif"), frames=2, stride=1, width=16, height=16)

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from cil_core.families import svd_family
+from cil_media.loss_curve import draw_loss_curve
 from cil_train import grad_ckpt
 from cil_train.checkpoint import optimizer_from_flat, optimizer_to_flat, rng_from_tensors, rng_to_tensors
 from cil_train.config import config_from_dict, load_config
 from cil_train.data import InMemoryDataset
 from cil_train.lora import LoraSet, LoraSpec, matching_modules, merged_weight
 from cil_train.loop import Trainer
-from cil_train.progress import draw_loss_curve
 from cil_train.toy import TinyAdapter, TinyVideoNet, init_tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -216,3 +216,20 @@ def test_loss_curve_image():
     assert img.size == (640, 360)
     pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(360, 640, 3)
     assert int((pixels[..., 2] > pixels[..., 0] + 60).sum()) > 100  # the blue curve is drawn
+
+
+def test_clean_temporaries_removes_what_an_interrupted_atomic_write_leaves(tmp_path):
+    from cil_core.atomic import atomic_path
+    from cil_train.checkpoint import checkpoint_dir, checkpoint_path, clean_temporaries
+
+    (checkpoint_dir(tmp_path)).mkdir(parents=True)
+    old_style = checkpoint_dir(tmp_path) / ".step_00000002.safetensors.1234.tmp"  # a temporary name of earlier versions
+    old_style.write_bytes(b"half")
+    keep = checkpoint_dir(tmp_path) / ".notes.txt.abc.tmp"
+    keep.write_bytes(b"someone else's")
+    with atomic_path(checkpoint_path(tmp_path, 4)) as tmp:
+        tmp.write_bytes(b"half")  # a kill here would leave this file
+        assert sorted(clean_temporaries(tmp_path)) == sorted([old_style, tmp])
+        assert not tmp.exists()
+        tmp.write_bytes(b"whole")  # (not killed after all: let the write finish)
+    assert keep.is_file() and not old_style.exists() and checkpoint_path(tmp_path, 4).read_bytes() == b"whole"
