@@ -62,10 +62,18 @@ def require(kind: str) -> None:
         pytest.skip(why)
 
 
+def require_node(host, node_id: str) -> None:
+    """Skip (one line) on a ComfyUI without this node."""
+    if node_id not in host.node_classes:
+        pytest.skip(f"ComfyUI {host.version} has no {node_id} node")
+
+
 @pytest.fixture
 def video_host(tiny_host):
-    """The host with CILTest_TinyVideoModel (and every conftest CILTest_* node) registered."""
+    """The host with CILTest_TinyVideoModel, CILTest_CaptureTimestep (and every conftest CILTest_* node)."""
     tiny_host.register(CILTest_TinyVideoModel)
+    tiny_host.register(CILTest_CaptureTimestep)
+    TIMESTEPS.clear()
     return tiny_host
 
 
@@ -296,6 +304,35 @@ class CILTest_TinyVideoModel:
     def build(self, kind, seed, height, width, image_frames):
         return (tiny_model(kind, seed), tiny_vae(kind), text_conditioning(kind, seed), text_conditioning(kind, seed, True),
                 start_image(seed + 7, height, width, image_frames))
+
+
+TIMESTEPS: dict[str, list] = {}
+
+
+class CILTest_CaptureTimestep:
+    """Adds a DIFFUSION_MODEL wrapper recording the timestep the network itself receives (after the
+    model class's process_timestep: Wan 2.2's per-frame, LTX's per-token mask·t) under ``key``."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "key": ("STRING", {"default": "timestep"})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "CIL/testing"
+
+    def patch(self, model, key):
+        import comfy.patcher_extension as pe
+
+        store = TIMESTEPS.setdefault(key, [])
+
+        def wrapper(executor, x, timestep, *args, **kwargs):
+            store.append(timestep.detach().to("cpu").clone())
+            return executor(x, timestep, *args, **kwargs)
+
+        out = model.clone()
+        out.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, f"cil_test_timestep_{key}", wrapper)
+        return (out,)
 
 
 def conditioning_nodes(kind: str, source: str, *, height: int, width: int, length: int, batch: int = 1,
