@@ -273,6 +273,10 @@ def expert_segments(model_high, model_low, sigmas: torch.Tensor, boundary: float
     the low-noise model the rest; [(model, SIGMAS)] without empty segments, and a line of text."""
     if not 0.0 < boundary < 1.0:
         raise CILValueError(f"boundary={boundary!r}; expected a sigma in (0, 1) (0.900 for Wan 2.2 I2V, 0.875 for T2V).")
+    high, low = latent_format_name(model_high), latent_format_name(model_low)
+    if high != low:
+        raise CILValueError(f"model_low_noise has latent format {low} but model has {high}; connect the two experts of one "
+                            "pair (Wan 2.2 A14B: high-noise to model, low-noise to model_low_noise).")
     k = int((sigmas[:-1] >= boundary).sum())  # steps of the high-noise expert
     n = len(sigmas) - 1
     segments = [(m, s) for m, s in ((model_high, sigmas[: k + 1]), (model_low, sigmas[k:])) if len(s) > 1]
@@ -280,6 +284,8 @@ def expert_segments(model_high, model_low, sigmas: torch.Tensor, boundary: float
     if k == 0:
         text += (f" WARNING: sigma_M={float(sigmas[0]):.4g} is below the boundary: the start skips the high-noise "
                  "expert (layout and motion) entirely; raise M to run it.")
+    if k == n:
+        text += " WARNING: every step starts above the boundary: the low-noise expert never runs."
     if family_label(detect_family(model_low)) != family_label(detect_family(model_high)):
         text += " WARNING: the two models sample differently (shift); the schedule is the high-noise model's."
     return segments, text

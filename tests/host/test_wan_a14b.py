@@ -131,3 +131,15 @@ def test_without_a_second_model_the_boundary_is_ignored(video_host):
     prompt["21"] = {"class_type": "SaveLatent", "inputs": {"samples": ["20", 0], "filename_prefix": "a14b_b3"}}
     video_host.run(prompt)
     assert torch.equal(tvm.saved_latent(video_host, "a14b_b0"), tvm.saved_latent(video_host, "a14b_b3"))
+
+
+def test_a_low_noise_model_of_another_latent_space_is_refused_in_one_line(video_host):
+    tvm.require("wan21_high")
+    tvm.require("wan22")
+    prompt, pos, neg, lat = base_prompt()
+    prompt["5"] = {"class_type": "CILTest_TinyVideoModel", "inputs": {"kind": "wan22", "seed": 0, "height": 16, "width": 16, "image_frames": 1}}
+    prompt["10"] = late_start(pos, neg, lat, m=1.0, boundary=0.9, low=("5", 0), steps=2)
+    prompt["11"] = {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": "a14b_bad"}}
+    with pytest.raises(AssertionError) as info:  # the host's PromptFailed
+        video_host.run(prompt)
+    assert "model_low_noise has latent format Wan22 but model has Wan21" in str(info.value)
