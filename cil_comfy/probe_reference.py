@@ -80,12 +80,10 @@ def reference_for(model, positive, negative, *, video_latent=None, video_frames=
             f"video_latent carries a noise_mask, but this model takes its start image {where}, not through a noise mask: "
             "connect the clean reference video (VAE Encode) without a mask."
         )
-    if slot is None or not slot.is_replace:
-        pass
-    elif slot.in_network:
+    if slot is not None and slot.in_network:
         ref.skip_frames = _time_dim_replace_frames(positive)
         ref.note = f"{slot.label} writes the clean start image over latent frame(s) 0..{ref.skip_frames - 1} inside the network"
-    else:
+    elif masked:
         mask = user_mask
         if mask is None:
             mask = torch.ones(1, 1, ref.frames, 1, 1)
