@@ -108,11 +108,10 @@ def test_ltxv_user_noise_mask_sets_the_strength(video_host, captures):
 
 
 def test_pixel_metric_skips_the_decoded_start_frame(video_host, captures):
-    from cil_core.probe_report import optical_flow_available
+    from cil_media.flow import optical_flow_available
 
     tvm.require("wan22")
-    if not optical_flow_available():
-        pytest.skip("OpenCV is not installed: no pixel metric")
+    assert optical_flow_available(), "the host venv needs opencv-python-headless (README, Host tests)"
     video_host.run(probe_graph("wan22", "rprobe_pixel", pixel_metric="auto"))
     report = load_report(video_host, "rprobe_pixel")
     assert "pixel_flow" in report["metrics"] and report["meta"]["pixel_metric"] == "on"
