@@ -40,7 +40,7 @@ import torch
 from cil_core.families import EDM, VPDiscrete, family_from_description
 from cil_core.stats_io import load_stats
 from cil_core.timenoise import add_condition_noise
-from cil_core.validation import CILValueError
+from cil_core.validation import CILValueError, shown
 from cil_toy import data as toy_data
 from cil_toy import weights_io as toy_weights
 
@@ -286,7 +286,7 @@ def toy_summary(toy, stats_note: str) -> str:
 def check_model_name(model_name) -> bool | str:
     """validate_inputs helper of the toy nodes."""
     if model_name is not None and model_name not in toy_model_names():
-        return f"toy model {model_name!r} not found; available: {toy_model_names() or 'none (run cil toy-train)'}."
+        return f"model_name={shown(model_name)}: toy model not found; available: {toy_model_names() or 'none (run cil toy-train)'}."
     return True
 
 
