@@ -188,6 +188,9 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
     report = FolderReport()
     if not (width and height):
         width = height = 0  # keep the source size
+    size = {"hw": (height, width) if width and height else None}
+    if size["hw"]:
+        check_clip_fits(vae, frames, height, width)  # before any clip is read
     if folder.strip():
         files = list_videos(resolve_folder(folder))
         if max_videos:
@@ -199,9 +202,6 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
     else:
         raise CILValueError("Estimate Analytic Stats needs a source: connect `images` or set `folder` to a folder of videos.")
 
-    size = {"hw": (height, width) if width and height else None}
-    if size["hw"]:
-        check_clip_fits(vae, frames, height, width)  # before the first clip is read
     pbar = comfy.utils.ProgressBar(total)
     skip, note = start_frames_to_skip(model)
 

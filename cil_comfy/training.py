@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from cil_core.memory import check_fits
 from cil_core.validation import CILValueError
 from cil_media.charts import image_to_tensor
 from cil_media.loss_curve import draw_loss_curve
@@ -53,6 +54,9 @@ def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, b
     if not video_folder and (latent is None or positive is None):
         raise CILValueError("TimeNoise Fine-Tune needs training data: connect 'latent' and 'positive' (one video), or set video_folder.")
     run_dir, lora_file = run_targets(output_name)
+    if video_folder:  # decoded clips of a batch, 8-bit and float, before the VAE sees them
+        check_fits(f"training clips of {frames} frames at {width}x{height}, {batch_size} per step",
+                   batch_size * frames * height * width * 3 * 5, "lower frames, width, height or batch_size.")
     if not resume and any((run_dir / "checkpoints").glob("step_*.safetensors")):
         raise CILValueError(f"output/cil_train/{output_name} already holds checkpoints: switch 'resume' on, or pick another output_name.")
     cfg = TrainConfig(
