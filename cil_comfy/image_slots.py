@@ -35,7 +35,9 @@ class ImageSlot:
     mask_channel: int | None = None  # concat: a c_concat channel that is 1 on the frames holding the image
     tokens: str = ""  # the apply_model kwarg with CLIP image tokens ("" = none apart from the text)
     beta_feedback: str = ""  # "augmentation" (SVD's y) or "noise_level" (the toy): the model is told β
+    padding: str = "repeat"  # concat frames after the start image: "repeat" it, "gray" pixels encoded, "zeros" latent
     refuse: str = ""  # why TimeNoise cannot be applied honestly ("" = it can)
+    untrainable: str = ""  # why the trainer cannot fine-tune this class through ComfyUI's model code ("" = it can)
     in_network: bool = False  # replace: the network writes the image over frame 0 itself (no noise mask)
 
     @property
@@ -66,15 +68,24 @@ def _fmt(channels: tuple[int | None, int | None]) -> str:
     return f"{'' if a is None else a}:{'' if b is None else b}"
 
 
+LTX_IN_PLACE = ("ComfyUI's LTX transformer blocks update their activations in place (x.addcmul_), which autograd "
+                "cannot differentiate, so it cannot be fine-tuned through ComfyUI's model code; TimeNoise Conditioning, "
+                "late start and the probe work")
+
 SLOTS: dict[str, ImageSlot] = {
     slot.model_class: slot
     for slot in (
         ImageSlot("SVD_img2vid", "SVD", CONCAT, frames_as_batch=True, tokens="c_crossattn", beta_feedback="augmentation"),
-        ImageSlot("WAN21", "Wan 2.1 / 2.2 A14B I2V", CONCAT, image_channels=(4, None), mask_channel=0, tokens="clip_fea"),
-        ImageSlot("HunyuanVideo15", "HunyuanVideo 1.5 I2V", CONCAT, image_channels=(None, -1), mask_channel=-1, tokens="clip_fea"),
+        ImageSlot("WAN21", "Wan 2.1 / 2.2 A14B I2V", CONCAT, image_channels=(4, None), mask_channel=0, tokens="clip_fea",
+                  padding="gray"),
+        ImageSlot("HunyuanVideo15", "HunyuanVideo 1.5 I2V", CONCAT, image_channels=(None, -1), mask_channel=-1, tokens="clip_fea",
+                  padding="zeros", untrainable=(
+                      "ComfyUI's HunyuanVideo blocks add to their activations in place (img += …), which autograd cannot "
+                      "differentiate, so it cannot be fine-tuned through ComfyUI's model code; TimeNoise Conditioning, "
+                      "late start and the probe work")),
         ImageSlot("WAN22", "Wan 2.2 TI2V-5B", REPLACE),
-        ImageSlot("LTXV", "LTX-Video", REPLACE),
-        ImageSlot("LTXAV", "LTX-2", REPLACE),
+        ImageSlot("LTXV", "LTX-Video", REPLACE, untrainable=LTX_IN_PLACE),
+        ImageSlot("LTXAV", "LTX-2", REPLACE, untrainable=LTX_IN_PLACE),
         ImageSlot("Kandinsky5", "Kandinsky 5 I2V", REPLACE, in_network=True, refuse=(
             "Kandinsky 5 writes the clean start image over the first frame inside the network (time_dim_replace) and gives "
             "every token one timestep, so a noisy conditioning frame could not be told its noise level; the concat slot "

@@ -1,70 +1,59 @@
-"""Training adapters on ComfyUI's own model code (``BaseModel.apply_model`` returns x̂0).
+"""The trainer's adapters on ComfyUI's own model code (``BaseModel.apply_model`` returns x̂0), chosen
+by the model's row in ``image_slots`` (where the conditional image enters):
 
-* ``SVDAdapter`` (EDM, v-prediction; frames are the batch, latents [T, 4, h, w]): as the
-  official ``EDMLossTimeNoise``, TimeNoise perturbs the *unscaled* first-frame latent (ComfyUI's
-  raw ``c_concat``) before it is repeated over frames, and β is fed as the augmentation level
-  through ``encode_adm`` (with fps and motion bucket), i.e. SVD's ``noise_aug`` micro-condition.
-* ``ConcatAdapter`` — conditions come from the model's own ``extra_conds`` (the same code
-  ComfyUI's samplers run on a CONDITIONING), then TimeNoise perturbs the image channels of
-  ``c_concat`` in model space: all of them for DynamiCrafter-style VP v-prediction models
-  (the official code noises the scaled latent, i.i.d. per frame), ``c_concat[:, 4:]`` for Wan
-  I2V (after its 4 mask channels); Wan 2.1's CLIP image tokens (``clip_fea``) get β·ε too.
-
-None of this imports ComfyUI at module level: the modules come from ``comfy_host.boot`` or from
-the running ComfyUI (node).
+* ``SVDAdapter`` (SVD, EDM v-prediction; frames are the batch): as the official
+  ``EDMLossTimeNoise``, TimeNoise perturbs the *unscaled* first-frame latent (ComfyUI's raw
+  ``c_concat``) before it is repeated over frames, and β is fed as the augmentation level through
+  ``encode_adm``, i.e. SVD's ``noise_aug`` micro-condition.
+* ``ConcatAdapter`` (Wan 2.1 / 2.2 A14B I2V, HunyuanVideo 1.5, VP image-concat UNets, the toy):
+  conds come from the model's own ``extra_conds`` (the code ComfyUI's samplers run on a
+  CONDITIONING); TimeNoise perturbs the image channels of ``c_concat`` in model space, on the frames
+  the mask channel marks only (never the mask channels, never the gray/zero padding); CLIP image
+  tokens (``clip_fea``) get β·ε too; the toy is told β through ``noise_level``.
+* ``ReplaceAdapter`` (Wan 2.2 TI2V-5B, LTX-Video): the start image IS the first latent frame of x.
+  TimeNoise puts it on the flow path at level s = β/(1 + β) and tells the model timestep s there
+  through ``denoise_mask`` — the same statement in the model's own terms as at inference
+  (``cil_comfy.timenoise``): (1 − s)·(y0 + β·ε) = (1 − s)·y0 + s·ε. Its predictions there are
+  replaced by the clean frame, as ComfyUI's inpainting sampler does, so the loss is over the
+  generated frames only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 import torch
 
+from cil_core.atomic import atomic_path
+from cil_core.families import EDM, DiffusionFamily, RectifiedFlow
 from cil_core.validation import CILValueError
-from cil_core.families import DiffusionFamily, EDM, RectifiedFlow, VPDiscrete
-
 from cil_train.adapters import Batch, TrainAdapter, apply_drop
 
+from .autograd_kernels import differentiable_rope
+from .image_slots import ImageSlot
 
-def family_of(patcher) -> tuple[DiffusionFamily, str]:
-    """cil_core family (and official-defaults name) of a ComfyUI model from its model_sampling."""
-    import comfy.model_base as mb
-    import comfy.model_sampling as ms_mod
 
-    bm = patcher.model
-    ms = patcher.get_model_object("model_sampling")
-    if isinstance(ms, ms_mod.EDM) or not isinstance(ms, (ms_mod.EPS, ms_mod.CONST)):
-        raise CILValueError(f"{type(bm).__name__}: its parameterisation ({type(ms).__name__}) is not trainable here; "
-                            "supported: EDM v-prediction (SVD), discrete VP eps/v (DynamiCrafter-style), flow (Wan).")
-    if isinstance(ms, ms_mod.ModelSamplingContinuousEDM) and isinstance(ms, ms_mod.V_PREDICTION):
-        family = EDM(float(ms.sigma_min), float(ms.sigma_max), prediction="v")
-        return family, "svd" if isinstance(bm, mb.SVD_img2vid) else "edm"
-    if isinstance(ms, ms_mod.ModelSamplingDiscreteFlow) and isinstance(ms, ms_mod.CONST):
-        family = RectifiedFlow(shift=float(ms.shift), shift_kind="linear")
-        return family, "wan" if isinstance(bm, mb.WAN21) else "flow"
-    if isinstance(ms, ms_mod.ModelSamplingDiscrete) and isinstance(ms, ms_mod.EPS) and not isinstance(ms, ms_mod.CONST):
-        prediction = "v" if isinstance(ms, ms_mod.V_PREDICTION) else "eps"
-        table = ms.sigmas.double().cpu()
-        start, end = float(getattr(ms, "linear_start", 0.00085)), float(getattr(ms, "linear_end", 0.012))
-        for schedule in ("scaled_linear", "linear"):
-            fam = VPDiscrete(beta_start=start, beta_end=end, num_steps=len(table), schedule=schedule,
-                             zero_terminal_snr=bool(getattr(ms, "zsnr", False)), prediction=prediction)
-            if torch.allclose(fam.sigmas, table, rtol=1e-3):
-                return fam, "dynamicrafter"
-        raise CILValueError(f"{type(bm).__name__}: its discrete schedule is not a (scaled) linear beta schedule.")
-    raise CILValueError(f"{type(bm).__name__}: unsupported model_sampling {type(ms).__name__}.")
+FAMILY_GROUPS = ({"svd", "edm"}, {"dynamicrafter", "vp"}, {"wan", "flow"})  # names with the same official defaults
+
+
+def family_name_of(slot: ImageSlot, family: DiffusionFamily) -> str:
+    """The name that picks the official TimeNoise defaults (cil_train.config.DEFAULT_BETA_M)."""
+    if slot.model_class == "SVD_img2vid":
+        return "svd" if isinstance(family, EDM) else "dynamicrafter"
+    if isinstance(family, RectifiedFlow):
+        return "wan" if slot.model_class == "WAN21" else "flow"
+    return "edm" if isinstance(family, EDM) else "vp"
 
 
 class ComfyAdapter(TrainAdapter):
     lora_prefix = "diffusion_model."
 
-    def __init__(self, patcher, family: DiffusionFamily, family_name: str, *, vae=None, clip_vision=None,
+    def __init__(self, patcher, family: DiffusionFamily, family_name: str, slot: ImageSlot, *, vae=None, clip_vision=None,
                  text_encoder=None, source: str = "", caption: str = "", fixed_text: torch.Tensor | None = None) -> None:
         self.patcher, self.bm = patcher, patcher.model
-        self.family, self.family_name = family, family_name
+        self.family, self.family_name, self.slot = family, family_name, slot
         self.vae, self.clip_vision, self.text_encoder = vae, clip_vision, text_encoder
         self.source, self.default_caption = source, caption
         self.device = torch.device(patcher.load_device)
@@ -79,9 +68,7 @@ class ComfyAdapter(TrainAdapter):
         return f"{type(self).__name__}:{self.family_name}:{os.path.abspath(self.source) if self.source else 'graph'}"
 
     def prepare_for_training(self) -> None:
-        import comfy.model_management as mm
-
-        mm.load_models_gpu([self.patcher], force_full_load=True)
+        self._ensure_loaded()
 
     def _ensure_loaded(self) -> None:
         # a VAE/CLIP encode may have asked ComfyUI to free memory: bring the model back
@@ -93,7 +80,8 @@ class ComfyAdapter(TrainAdapter):
         """uint8 [F, H, W, 3] → raw VAE latent (no process_in), as VAEEncode."""
         if self.vae is None:
             raise CILValueError("training from videos needs a VAE: a full checkpoint, model.vae, or the node's vae input.")
-        out = self.vae.encode(pixels.float().div(255.0)).float().cpu()
+        with torch.no_grad():  # data, not a part of the trained graph
+            out = self.vae.encode(pixels.float().div(255.0)).float().cpu()
         self._ensure_loaded()
         return out
 
@@ -106,7 +94,8 @@ class ComfyAdapter(TrainAdapter):
             if self.text_encoder is None:
                 raise CILValueError(f"{self.family_name} training needs text conditioning: set model.text_encoder (and model.text_encoder_type).")
             tokens = self.text_encoder.tokenize(caption)
-            cond = self.text_encoder.encode_from_tokens_scheduled(tokens)[0][0]
+            with torch.no_grad():
+                cond = self.text_encoder.encode_from_tokens_scheduled(tokens)[0][0]
             self._text_cache[caption] = cond[0].float().cpu()
             self._ensure_loaded()
         return self._text_cache[caption]
@@ -117,24 +106,39 @@ class ComfyAdapter(TrainAdapter):
     def model_space(self, raw: torch.Tensor) -> torch.Tensor:
         return self.latent_format.process_in(raw)
 
+    def model_conds(self, noise: torch.Tensor, options: dict) -> dict:
+        """The model's own conds for one clip (the path ComfyUI's samplers take on a CONDITIONING)."""
+        conds = self.bm.extra_conds(noise=noise, device=self.device, **_to_device(options, self.device))
+        out = {}
+        for name, c in conds.items():
+            processed = c.process_cond(batch_size=noise.shape[0], device=self.device, area=None).cond
+            out[name] = processed.to(self.device) if torch.is_tensor(processed) else processed
+        return out
+
+    def item_from_graph(self, latent: dict, positive: list) -> dict:
+        """One training clip from a graph: the video LATENT and the conditioning made for it."""
+        samples = latent["samples"].float().clone()
+        if samples.dim() != 5 or samples.shape[0] != 1:
+            raise CILValueError(f"{self.slot.label} training latents are [1, C, T, h, w] (one video, VAE Encode); got {tuple(samples.shape)}.")
+        emb, options = positive[0][0], dict(positive[0][1])
+        return {"latent": samples[0], "options": options | {"cross_attn": emb.float().clone()}}
+
     def export_full(self, path: Path, metadata: dict[str, str]) -> Path:
         """A stock checkpoint (SGM keys; + VAE / CLIP vision when they were loaded) that ComfyUI's
-        checkpoint loaders read, written to a temporary file then renamed."""
+        checkpoint loaders read, written atomically."""
         import comfy.sd
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        comfy.sd.save_checkpoint(str(tmp), self.patcher, clip=None, vae=self.vae, clip_vision=self.clip_vision, metadata=metadata)
-        os.replace(tmp, path)
-        return path
+        with atomic_path(path) as tmp:
+            comfy.sd.save_checkpoint(str(tmp), self.patcher, clip=None, vae=self.vae, clip_vision=self.clip_vision, metadata=metadata)
+        return Path(path)
 
 
 class SVDAdapter(ComfyAdapter):
     """SVD img2vid. Batch: x0 [B, T, 4, h, w] (model space), cond image [B, 4, h, w] (raw),
     embed [B, 1, D] (CLIP image embedding), fps/motion [B]."""
 
-    def __init__(self, patcher, family, family_name="svd", *, fps: int = 6, motion_bucket_id: int = 127, **kw) -> None:
-        super().__init__(patcher, family, family_name, **kw)
+    def __init__(self, patcher, family, family_name, slot, *, fps: int = 6, motion_bucket_id: int = 127, **kw) -> None:
+        super().__init__(patcher, family, family_name, slot, **kw)
         self.fps, self.motion_bucket_id = fps, motion_bucket_id
 
     def encode(self, record: dict) -> dict[str, torch.Tensor]:
@@ -144,9 +148,26 @@ class SVDAdapter(ComfyAdapter):
         raw = self._vae_encode(pixels)
         if self.clip_vision is None:
             raise CILValueError("SVD training from videos needs CLIP vision (a full SVD checkpoint, model.clip_vision or the node's clip_vision input).")
-        embed = self.clip_vision.encode_image(pixels[:1].float().div(255.0)).image_embeds.float().cpu()
+        with torch.no_grad():
+            embed = self.clip_vision.encode_image(pixels[:1].float().div(255.0)).image_embeds.float().cpu()
         self._ensure_loaded()
         return {"latent": raw, "image": raw[0].clone(), "embed": embed.reshape(1, -1)}
+
+    def item_from_graph(self, latent: dict, positive: list) -> dict:
+        import comfy.utils
+
+        samples = latent["samples"].float().clone()
+        emb, options = positive[0][0], dict(positive[0][1])
+        if samples.dim() != 4:
+            raise CILValueError(f"SVD latents are [frames, 4, h, w]; got {tuple(samples.shape)}.")
+        image = options.get("concat_latent_image")
+        if image is None:
+            raise CILValueError("the conditioning has no concat_latent_image: build it with SVD_img2vid_Conditioning.")
+        image = image.float()
+        if image.shape[-2:] != samples.shape[-2:]:
+            image = comfy.utils.common_upscale(image, samples.shape[-1], samples.shape[-2], "bilinear", "center")
+        return {"latent": samples, "image": image[0].clone(), "embed": emb.float().reshape(1, -1).clone(),
+                "fps": int(options.get("fps", 6)), "motion_bucket_id": int(options.get("motion_bucket_id", 127))}
 
     def collate(self, encoded: list[dict]) -> Batch:
         dev = self.device
@@ -184,150 +205,5 @@ def check_svd_item(item: dict) -> dict:
     return item
 
 
-class ConcatAdapter(ComfyAdapter):
-    """Concat-conditioned models whose conds come from ``BaseModel.extra_conds``.
-
-    ``frames_as_batch`` (DynamiCrafter-style UNets): a clip is [T, C, h, w] and is the model's
-    batch; else (Wan) a clip is [C, T, h, w] and the model batch holds [1, C, T, h, w].
-    ``image_channels``: the slice of ``c_concat`` TimeNoise perturbs; ``token_key``: the cond
-    holding CLIP image tokens (Wan 2.1: ``clip_fea``) that get β·ε too when loss.noise_tokens.
-    Text (``c_crossattn``) is never noised.
-    """
-
-    def __init__(self, patcher, family, family_name, *, frames_as_batch: bool, image_channels: slice,
-                 token_key: str | None = None, **kw) -> None:
-        super().__init__(patcher, family, family_name, **kw)
-        self.frames_as_batch, self.image_channels, self.token_key = frames_as_batch, image_channels, token_key
-
-    # --- encoding -------------------------------------------------------------------------
-    def encode(self, record: dict) -> dict:
-        if "encoded" in record:
-            return record["encoded"]
-        pixels = record["pixels"]
-        caption = record.get("caption", "")
-        if self.frames_as_batch:
-            raw = self._vae_encode(pixels)  # [T, C, h, w]
-            options = {"concat_latent_image": raw[:1].clone()}
-        else:
-            raw, options = self._wan_encode(pixels)
-        return {"latent": raw, "options": options | {"cross_attn": self._text(caption)[None]}}
-
-    def _wan_encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """As WanImageToVideo: the start frame followed by grey frames, and a mask that marks it."""
-        raw = self._vae_encode(pixels)[0]  # [C, T', h, w]
-        guide = torch.full_like(pixels, 128)
-        guide[:1] = pixels[:1]
-        concat = self._vae_encode(guide)  # [1, C, T', h, w]
-        mask = torch.ones(1, 1, raw.shape[1], raw.shape[2], raw.shape[3])
-        mask[:, :, :1] = 0.0
-        return raw, {"concat_latent_image": concat, "concat_mask": mask}
-
-    # --- batches --------------------------------------------------------------------------
-    def _noise_like(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent if self.frames_as_batch else latent[None]
-
-    def collate(self, encoded: list[dict]) -> Batch:
-        x0s, images, concats, extras, tokens = [], [], [], [], []
-        for e in encoded:
-            x0 = self.model_space_clip(e["latent"].float())
-            conds = self._model_conds(x0, e["options"])
-            concat = conds.pop("c_concat")
-            images.append(concat[:, self.image_channels])
-            tokens.append(conds.pop(self.token_key, None) if self.token_key else None)
-            concats.append(concat)
-            extras.append(conds)
-            x0s.append(x0)
-        cond = {"image": torch.stack(images), "concat": concats, "extra": extras}
-        if tokens and all(t is not None for t in tokens):
-            cond["tokens"] = torch.stack(tokens)  # [B, 1, L, D]: the clip's image tokens
-        return Batch(torch.stack(x0s).to(self.device), cond)
-
-    def model_space_clip(self, raw: torch.Tensor) -> torch.Tensor:
-        return self.model_space(raw) if self.frames_as_batch else self.model_space(raw[None])[0]
-
-    def _model_conds(self, x0: torch.Tensor, options: dict) -> dict:
-        """The model's own conds for one clip (same path as ComfyUI's samplers)."""
-        noise = self._noise_like(x0).to(self.device)
-        conds = self.bm.extra_conds(noise=noise, device=self.device, **_to_device(options, self.device))
-        out = {}
-        for name, c in conds.items():
-            processed = c.process_cond(batch_size=noise.shape[0], device=self.device, area=None).cond
-            out[name] = processed.to(self.device) if torch.is_tensor(processed) else processed
-        if "c_concat" not in out:
-            raise CILValueError(f"{type(self.bm).__name__} produced no c_concat from the conditioning; TimeNoise needs an image-concat model.")
-        return out
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
-        image = cond["image"]  # the concat is never dropped (official DynamiCrafter); only image tokens are
-        tokens = cond.get("tokens")
-        outs = []
-        for i in range(x.shape[0]):
-            concat = cond["concat"][i].clone()
-            concat[:, self.image_channels] = image[i]
-            xi = self._noise_like(x[i])
-            kwargs = dict(cond["extra"][i])
-            if tokens is not None:
-                kwargs[self.token_key] = apply_drop(cond, tokens)[i]
-            out = self.bm.apply_model(xi, sigma[i].expand(xi.shape[0]), c_concat=concat, transformer_options={}, **kwargs)
-            outs.append(out if self.frames_as_batch else out[0])
-        return torch.stack(outs)
-
-
-def rope1(x: torch.Tensor, freqs_cis: torch.Tensor) -> torch.Tensor:
-    """RoPE on one tensor, the formula of ComfyUI's own fallback (comfy/ldm/flux/math.py)."""
-    x_ = x.to(dtype=freqs_cis.dtype).reshape(*x.shape[:-1], -1, 1, 2)
-    out = freqs_cis[..., 0] * x_[..., 0] + freqs_cis[..., 1] * x_[..., 1]
-    return out.reshape(*x.shape).type_as(x)
-
-
-def rope2(xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor):
-    return rope1(xq, freqs_cis), rope1(xk, freqs_cis)
-
-
-@contextlib.contextmanager
-def differentiable_rope():
-    """ComfyUI ≥ 0.7 computes RoPE (Wan, Flux, Qwen …) with comfy_kitchen kernels that have no
-    autograd formula; while training, the model modules use the equivalent torch formula."""
-    swapped = []
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("comfy.ldm.") or module is None:
-            continue
-        for attr, replacement in (("apply_rope1", rope1), ("apply_rope", rope2)):
-            fn = getattr(module, attr, None)
-            if fn is not None and getattr(fn, "__module__", "").startswith("comfy_kitchen"):
-                swapped.append((module, attr, fn))
-                setattr(module, attr, replacement)
-    try:
-        yield
-    finally:
-        for module, attr, fn in swapped:
-            setattr(module, attr, fn)
-
-
 def _to_device(options: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in options.items()}
-
-
-def make_adapter(patcher, cfg, *, vae=None, clip_vision=None, text_encoder=None, source: str = "",
-                 fixed_text: torch.Tensor | None = None) -> ComfyAdapter:
-    """The adapter for this model (``cfg.model.family`` = auto detects it)."""
-    import comfy.model_base as mb
-
-    family, detected = family_of(patcher)
-    name = detected if cfg.model.family == "auto" else cfg.model.family
-    kw = dict(vae=vae, clip_vision=clip_vision, text_encoder=text_encoder, source=source, caption=cfg.data.caption,
-              fixed_text=fixed_text)
-    if name in ("svd", "edm"):
-        if not isinstance(family, EDM):
-            raise CILValueError(f"model.family={name!r} but the model's schedule is {type(family).__name__}.")
-        return SVDAdapter(patcher, family, "svd", fps=cfg.svd.fps, motion_bucket_id=cfg.svd.motion_bucket_id, **kw)
-    if name in ("wan", "flow"):
-        if not isinstance(patcher.model, mb.WAN21):
-            raise CILValueError(f"model.family={name!r} needs a Wan I2V model; got {type(patcher.model).__name__}.")
-        return ConcatAdapter(patcher, family, "wan", frames_as_batch=False, image_channels=slice(4, None), token_key="clip_fea", **kw)
-    if name in ("dynamicrafter", "vp"):
-        if not isinstance(family, VPDiscrete):
-            raise CILValueError(f"model.family={name!r} but the model's schedule is {type(family).__name__}.")
-        return ConcatAdapter(patcher, family, "dynamicrafter", frames_as_batch=True, image_channels=slice(None), **kw)
-    raise CILValueError(f"model.family={name!r} is not trainable through ComfyUI.")
-

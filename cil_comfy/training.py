@@ -30,8 +30,33 @@ from cil_train.loop import Trainer
 
 from .host import boot
 from .loaders import load_models
+from .image_slots import slot_for
+from .models import detect_family
 from .paths import check_name, inside, tree_inside
-from .train_adapters import make_adapter
+from .train_adapters import FAMILY_GROUPS, SVDAdapter, family_name_of
+from .train_concat import ConcatAdapter, ReplaceAdapter
+
+
+def make_adapter(patcher, cfg, *, vae=None, clip_vision=None, text_encoder=None, source: str = "",
+                 fixed_text: torch.Tensor | None = None):
+    """The adapter for this model, from its image slot (``cfg.model.family`` = auto, or a family
+    name that must agree with the model)."""
+    slot = slot_for(patcher)
+    if slot.refuse or slot.untrainable:
+        raise CILValueError(f"TimeNoise training cannot run on {slot.label}: {slot.refuse or slot.untrainable}.")
+    family = detect_family(patcher)
+    detected = family_name_of(slot, family)
+    name = detected if cfg.model.family == "auto" else cfg.model.family
+    if not {name, detected} <= next((g for g in FAMILY_GROUPS if detected in g), {detected}):
+        raise CILValueError(f"model.family={name!r} but the model is {slot.label} on {type(family).__name__} ({detected!r}); "
+                            "set model.family = \"auto\".")
+    kw = dict(vae=vae, clip_vision=clip_vision, text_encoder=text_encoder, source=source, caption=cfg.data.caption,
+              fixed_text=fixed_text)
+    if detected == "svd":
+        return SVDAdapter(patcher, family, name, slot, fps=cfg.svd.fps, motion_bucket_id=cfg.svd.motion_bucket_id, **kw)
+    if slot.is_replace:
+        return ReplaceAdapter(patcher, family, name, slot, **kw)
+    return ConcatAdapter(patcher, family, name, slot, **kw)
 
 
 def adapter_from_config(cfg: TrainConfig):
@@ -76,7 +101,7 @@ def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, b
         fixed_text = positive[0][0][0].clone() if positive else None
         adapter = make_adapter(patcher, cfg, vae=vae, clip_vision=clip_vision, source="graph", fixed_text=fixed_text)
         dataset = (ClipDataset(list_entries(cfg.data), ClipSpec.from_config(cfg.data), seed) if video_folder
-                   else InMemoryDataset([graph_item(adapter, latent, positive)], seed))
+                   else InMemoryDataset([adapter.item_from_graph(latent, positive)], seed))
         bar = comfy.utils.ProgressBar(steps)
         trainer = Trainer(adapter, dataset, cfg, on_step=lambda step, row: bar.update_absolute(step, steps),
                           check_cancel=mm.throw_exception_if_processing_interrupted, export_full=False,
@@ -122,30 +147,3 @@ def trainable_copy(model):
     for name, obj in getattr(model, "object_patches", {}).items():
         copy_.add_object_patch(name, obj)
     return copy_
-
-
-def graph_item(adapter, latent: dict, positive: list) -> dict:
-    """One training clip from the graph: the video LATENT and the conditioning made for it."""
-    import comfy.utils
-
-    samples = latent["samples"].float().clone()
-    emb, options = positive[0][0], dict(positive[0][1])
-    if adapter.family_name == "svd":
-        if samples.dim() != 4:
-            raise CILValueError(f"SVD latents are [frames, 4, h, w]; got {tuple(samples.shape)}.")
-        image = options.get("concat_latent_image")
-        if image is None:
-            raise CILValueError("the conditioning has no concat_latent_image: build it with SVD_img2vid_Conditioning.")
-        image = image.float()
-        if image.shape[-2:] != samples.shape[-2:]:
-            image = comfy.utils.common_upscale(image, samples.shape[-1], samples.shape[-2], "bilinear", "center")
-        return {"latent": samples, "image": image[0].clone(), "embed": emb.float().reshape(1, -1).clone(),
-                "fps": int(options.get("fps", 6)), "motion_bucket_id": int(options.get("motion_bucket_id", 127))}
-    if adapter.frames_as_batch:
-        item_latent = samples
-    else:
-        if samples.dim() != 5 or samples.shape[0] != 1:
-            raise CILValueError(f"Wan latents are [1, C, T, h, w] (one video); got {tuple(samples.shape)}.")
-        item_latent = samples[0]
-    options = {k: v for k, v in options.items() if k not in ("pooled_output",)}
-    return {"latent": item_latent, "options": options | {"cross_attn": emb.float().clone()}}

@@ -27,6 +27,7 @@ DEFAULT_BETA_M = {"svd": 15.0, "edm": 15.0, "dynamicrafter": 100.0, "vp": 100.0,
 DEFAULT_TARGETS = (
     "*.to_q", "*.to_k", "*.to_v", "*.to_out.0",  # UNet attention (SVD, DynamiCrafter)
     "*attn.q", "*attn.k", "*attn.v", "*attn.o",  # Wan attention
+    "*blocks.*.film",  # the toy I2V model's (t, β) modulation (its attention's projections are not hookable Linears)
 )
 
 

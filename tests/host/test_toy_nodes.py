@@ -496,3 +496,71 @@ def test_toy_probe_workflow_feeds_the_probe_m_into_the_late_start_sampler(toy_ho
     assert report["recommended_start"] == m and report["start_rule"] == "plateau"
     assert any(abs(r["t"] - m) < 1e-12 for r in report["rows"]) and m < 1.0, "the shipped baseline leaks: M < 1"
     assert captures["sampler_info"][-1].startswith(f"M={m:g},")
+
+
+# --- the training node on the toy model (no downloads) -----------------------------------------------
+
+@pytest.fixture()
+def toy_loras(toy_host, tmp_path):
+    """A temporary loras folder, first in ComfyUI's list (the training node writes there)."""
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    fp = toy_host.folder_paths
+    saved = (list(fp.folder_names_and_paths["loras"][0]), set(fp.folder_names_and_paths["loras"][1]))
+    fp.add_model_folder_path("loras", str(folder), is_default=True)
+    yield folder
+    fp.folder_names_and_paths["loras"] = saved
+
+
+def toy_training_prompt(mode: str, name: str, prefix: str, lora_file: str | None = None) -> dict:
+    """Toy World Video → VAE Encode (training video) + Toy I2V Conditioning (its first frame) →
+    TimeNoise Fine-Tune → KSampler from the trained MODEL (or the input one + a LoRA) → SaveLatent."""
+    prompt = {
+        "1": {"class_type": "CIL_ToyModelLoader", "inputs": {"model_name": "test_edm.safetensors"}},
+        "2": {"class_type": "CIL_ToyWorldVideo", "inputs": {"model_name": "test_edm.safetensors", "index": 3}},
+        "3": {"class_type": "CIL_ToyImageToVideo", "inputs": {"vae": ["1", 1], "start_image": ["2", 1], "width": SIZE, "height": SIZE,
+                                                            "frames": FRAMES, "batch_size": 1, "crop": "center",
+                                                            "noise_level": 0.0, "noise_seed": 0}},
+        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 1]}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["5", 0], "positive": ["3", 0], "negative": ["3", 1], "latent_image": ["3", 2],
+                                                   "seed": 7, "steps": 3, "cfg": 1.0, "sampler_name": "euler", "scheduler": "karras",
+                                                   "denoise": 1.0}},
+        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": prefix}},
+    }
+    if lora_file:
+        prompt["5"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": lora_file, "strength_model": 1.0}}
+    elif mode == "none":
+        prompt["6"]["inputs"]["model"] = ["1", 0]
+    else:
+        prompt["5"] = {"class_type": "CIL_TimeNoiseTrain", "inputs": {
+            "model": ["1", 0], "positive": ["3", 0], "latent": ["4", 0], "mode": mode, "steps": 2, "learning_rate": 5e-2,
+            "weight_decay": 0.01, "timenoise": True, "beta_m": 0.0, "a": 5.0, "lora_rank": 2, "lora_alpha": 2.0,
+            "batch_size": 1, "grad_accum": 1, "precision": "fp32", "gradient_checkpointing": False, "ema_decay": 0.0,
+            "checkpoint_every": 1, "seed": 0, "output_name": name, "resume": False}}
+    return prompt
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_the_training_node_trains_the_toy_model(toy_host, toy_loras, mode):
+    """The TimeNoise Fine-Tune node on a toy model in a graph: two steps, a finite loss log, a MODEL
+    that samples differently from the input; in LoRA mode the saved file, loaded by ComfyUI's own
+    LoraLoaderModelOnly, gives the trained node's result; the input model is untouched."""
+    import json
+
+    import torch
+    from tiny_video_models import saved_latent
+
+    name = f"toy_train_{mode}"
+    toy_host.run(toy_training_prompt("none", name, f"{name}_base"))
+    toy_host.run(toy_training_prompt(mode, name, f"{name}_trained"))
+    base, trained = saved_latent(toy_host, f"{name}_base"), saved_latent(toy_host, f"{name}_trained")
+    assert torch.isfinite(trained).all() and float((trained - base).abs().max()) > 1e-4 * float(base.abs().max())
+    run_dir = Path(toy_host.folder_paths.get_output_directory()) / "cil_train" / name
+    rows = [json.loads(r) for r in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) and r["beta"] > 0 for r in rows)
+    assert (toy_loras / f"{name}.safetensors").is_file() == (mode == "lora")
+    if mode == "lora":
+        toy_host.run(toy_training_prompt(mode, name, f"{name}_reload", lora_file=f"{name}.safetensors"))
+        assert torch.allclose(saved_latent(toy_host, f"{name}_reload"), trained, rtol=1e-4, atol=1e-5)
+    toy_host.run(toy_training_prompt("none", name, f"{name}_base_again"))
+    assert torch.equal(saved_latent(toy_host, f"{name}_base_again"), base)

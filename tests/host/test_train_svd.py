@@ -48,7 +48,7 @@ def train_config(tmp_path: Path, mode: str, steps: int = 2, lr: float = 5e-3, **
 
 
 def train(model, item, cfg):
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
     from cil_train.data import InMemoryDataset
     from cil_train.loop import Trainer
 
@@ -122,7 +122,7 @@ def test_lora_two_steps_load_in_comfyui_and_change_the_output(svd_host, tmp_path
     # ComfyUI's merged weights == our hooks, on the same inputs
     patched = comfy.sd.load_lora_for_models(base, None, lora, 1.0, 0)[0]
     x, sigma, cond, _ = one_step_inputs(adapter, item)
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
 
     comfy_adapter = make_adapter(patched, train_config(tmp_path, "lora"))
     comfy_adapter.prepare_for_training()
@@ -184,7 +184,7 @@ def test_full_finetune_checkpoint_loads_with_comfyui_loader(svd_host, tmp_path):
     assert set(got) == set(trained)
     assert all(torch.equal(got[k].float(), trained[k].float()) for k in trained)
 
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
 
     reloaded = make_adapter(loaded, train_config(tmp_path, "full"))
     reloaded.prepare_for_training()
@@ -229,7 +229,7 @@ def test_svd_adapter_prediction_equals_comfyui_sampler_one_step(svd_host, tmp_pa
     import comfy.sample
     import comfy.samplers
 
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
 
     model = tiny_svd(0)
     positive, negative = svd_conditioning(FRAMES, H, W, 0)
@@ -312,7 +312,7 @@ def test_vp_concat_model_trains_with_timenoise_on_the_concat(svd_host, tmp_path)
     import comfy.model_patcher
 
     from cil_core.families import VPDiscrete
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
     from cil_train.data import InMemoryDataset
     from cil_train.loop import Trainer, training_loss
 
@@ -355,7 +355,7 @@ def test_gradient_checkpointing_on_comfyui_unet_saves_memory_and_keeps_gradients
     """ComfyUI runs a TimestepEmbedSequential's layers one by one (forward_timestep_embed), so
     checkpointing must wrap those layers: fewer bytes saved for backward, same gradients."""
     from cil_train import grad_ckpt
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
 
     positive, _ = svd_conditioning(FRAMES, H, W, 0)
     item = training_item(positive)

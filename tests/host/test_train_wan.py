@@ -58,7 +58,7 @@ def test_wan_flow_timenoise_lora(svd_host, tmp_path):
     import comfy.sd
 
     from cil_core.families import RectifiedFlow
-    from cil_comfy.train_adapters import make_adapter
+    from cil_comfy.training import make_adapter
     from cil_train.data import InMemoryDataset
     from cil_train.lora import LoraSet, LoraSpec
     from cil_train.loop import Trainer, training_loss
@@ -71,17 +71,20 @@ def test_wan_flow_timenoise_lora(svd_host, tmp_path):
     adapter.prepare_for_training()
     batch = adapter.collate([item])
 
-    # TimeNoise touches the image channels of c_concat only (β·ε, i.i.d.), never the mask
+    # TimeNoise touches the image channels of c_concat on the start frame only (β·ε, i.i.d.):
+    # never the 4 mask channels, never the gray padding frames after the start frame
     seen = {}
-    original = adapter.denoise
-    adapter.denoise = lambda x, sigma, cond: seen.update(cond) or torch.zeros_like(x)
-    training_loss(adapter, batch, Trainer(adapter, InMemoryDataset([item], 0), cfg).loss_cfg, 0.0,
-                  torch.Generator().manual_seed(1), sigma=torch.tensor([0.9], dtype=torch.float64))
-    adapter.denoise = original
-    assert batch.cond["image"].shape == (1, 1, 16, T, H, W)
-    delta = seen["image"] - batch.cond["image"]
-    assert float(delta.abs().min()) > 0 and float(seen["noise_level"][0]) > 0
-    assert torch.equal(batch.cond["concat"][0][:, :4], seen["concat"][0][:, :4])
+    apply_model = adapter.bm.apply_model
+    adapter.bm.apply_model = lambda x, t, **kw: seen.update(kw) or torch.zeros_like(x)
+    try:
+        _, info = training_loss(adapter, batch, Trainer(adapter, InMemoryDataset([item], 0), cfg).loss_cfg, 0.0,
+                                torch.Generator().manual_seed(1), sigma=torch.tensor([0.9], dtype=torch.float64))
+    finally:
+        adapter.bm.apply_model = apply_model
+    assert batch.cond["image"].shape == (1, 1, 16, 1, H, W)  # the marked start frame's image channels
+    clean, used = batch.cond["concat"][0], seen["c_concat"]
+    assert float((used[:, 4:, :1] - clean[:, 4:, :1]).abs().min()) > 0 and float(info["beta"][0]) > 0
+    assert torch.equal(clean[:, :4], used[:, :4]) and torch.equal(clean[:, 4:, 1:], used[:, 4:, 1:])
 
     # our x̂0 = ComfyUI's sampler x̂0 (one Euler step from σ to 0 returns the denoised latent)
     sigma = 0.6
