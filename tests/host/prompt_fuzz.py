@@ -88,7 +88,19 @@ def bases() -> dict[str, dict]:
              "43": {"class_type": "CIL_DynamiCrafterInitNoise", "inputs": {
                  "stats": ["42", 0], "M": 940, "analytic_init": True, "frames": 0, "width": 0, "height": 0, "fit": "strict"}}}
     _finite(stats, ("40", 0), ("43", 0))
-    return {"demo": demo, "probe": probe, "timenoise": timenoise, "sigmas": sigmas, "stats": stats}
+
+    train = {**pieces,
+             "50": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["2", 1]}},
+             "51": {"class_type": "CIL_TimeNoiseTrain", "inputs": {
+                 "model": ["2", 0], "positive": ["4", 0], "latent": ["50", 0], "mode": "lora", "steps": 1, "learning_rate": 1e-3,
+                 "weight_decay": 0.01, "timenoise": True, "beta_m": 0.0, "a": 5.0, "lora_rank": 2, "lora_alpha": 2.0,
+                 "batch_size": 1, "grad_accum": 1, "precision": "fp32", "gradient_checkpointing": False, "ema_decay": 0.0,
+                 "checkpoint_every": 1000, "seed": 0, "output_name": "fuzz_train", "resume": False}},
+             "52": {"class_type": "KSampler", "inputs": {
+                 "model": ["51", 0], "positive": ["4", 0], "negative": ["4", 1], "latent_image": ["4", 2], "seed": 0, "steps": 2,
+                 "cfg": 1.0, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0}}}
+    _finite(train, ("51", 2), ("52", 0))
+    return {"demo": demo, "probe": probe, "timenoise": timenoise, "sigmas": sigmas, "stats": stats, "train": train}
 
 
 def _spec(object_info: dict, class_type: str, name: str):
@@ -104,18 +116,17 @@ def _spec(object_info: dict, class_type: str, name: str):
     return None, {}
 
 
-SLOW_AT_MAX = {"steps", "grid_count", "samples_per_t"}  # legal at their maximum, but minutes of work: not drawn
+SLOW_AT_MAX = {"steps", "grid_count", "samples_per_t", "grad_accum"}  # legal at their maximum, but minutes of work: not drawn
 
 
-def hostile(kind: str, opts: dict, rng: random.Random, name: str = ""):
-    """A value for an input of ``kind``: mostly hostile, sometimes legal (then the prompt may run)."""
+def hostile(kind: str, opts: dict, rng: random.Random, name: str = "", current=None):
+    """A value for an input of ``kind``: mostly hostile, sometimes legal (then the prompt may run).
+    ``current``: the graph's own value (the largest legal one drawn for SLOW_AT_MAX inputs)."""
     lo, hi = opts.get("min"), opts.get("max")
-    if name in SLOW_AT_MAX:
-        hi_legal = opts.get("default")
-    else:
-        hi_legal = hi
+    hi_legal = current if name in SLOW_AT_MAX and isinstance(current, (int, float)) else hi
     if kind == "INT":
-        legal = [lo, hi_legal, opts.get("default")] if lo is not None and hi is not None else [opts.get("default", 1)]
+        legal = [lo, hi_legal, current if name in SLOW_AT_MAX else opts.get("default")] if lo is not None and hi is not None \
+            else [opts.get("default", 1)]
         bad = [-1, 0, HUGE_INT, 2**63, -(2**63), "abc", 1.5, True, None, [], {}, "", "12"]
         bad += [lo - 1] if lo is not None else []
         bad += [hi + 1] if hi is not None else []
@@ -176,6 +187,9 @@ def make_cases(object_info: dict, count: int, seed: int = 14) -> list[Case]:
         if i < len(names):  # each graph once as it is: the controls
             cases.append(Case(base, prompt, "", "", "legal", None))
             continue
+        for graph_node in prompt.values():  # a fresh run name: a finished run's name is refused without resume
+            if graph_node["class_type"] == "CIL_TimeNoiseTrain":
+                graph_node["inputs"]["output_name"] = f"fuzz_train_{i}"
         node, name, kind, opts = rng.choice(targets(prompt, object_info))
         socket = kind not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
         how = rng.choices(["value", "link", "missing"], weights=[70, 25, 5])[0]
@@ -190,7 +204,7 @@ def make_cases(object_info: dict, count: int, seed: int = 14) -> list[Case]:
             prompt[node]["inputs"][name] = ["90", 0]
         else:
             how = "literal" if socket else "value"
-            value = hostile(kind, opts, rng, name)
+            value = hostile(kind, opts, rng, name, prompt[node]["inputs"].get(name))
             prompt[node]["inputs"][name] = value
         cases.append(Case(base, prompt, node, name, how, value))
     return cases
