@@ -26,7 +26,7 @@ import torch
 from cil_core import probe_report as report_lib
 from cil_core.families import DiffusionFamily
 from cil_core.layouts import from_cfhw, to_cfhw
-from cil_core.probe import ProbeResult, probe_leakage
+from cil_core.probe import ProbeResult
 from cil_core.start_rule import StartRule
 from cil_core.validation import CILValueError
 from cil_media.charts import image_to_tensor, png_bytes
@@ -34,6 +34,8 @@ from cil_media.flow import optical_flow_available, optical_flow_motion
 from cil_media.probe_plot import render_report
 
 from .models import detect_family, family_label
+from .paths import check_name, inside
+from .probe_blocks import plan, probe_in_blocks
 from .probe_reference import Reference, pixel_frames, reference_for
 
 CFG_HOOKS = ("sampler_cfg_function", "sampler_pre_cfg_function", "sampler_post_cfg_function")
@@ -109,16 +111,18 @@ def videos_per_call(model, layout: str, max_batch: int) -> int:
 
 def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layout: str, family: DiffusionFamily,
               t_grid: list[float], samples_per_t: int, seed: int, max_batch: int, progress=None,
-              calls: list[int] | None = None, *, hold_mask: torch.Tensor | None = None, skip_frames: int = 0) -> ProbeResult:
+              calls: list[int] | None = None, *, hold_mask: torch.Tensor | None = None, skip_frames: int = 0,
+              keep_all: bool = False) -> ProbeResult:
     """All (t, sample) pairs through ComfyUI's CFGGuider in one preparation; noise from ``seed``.
     ``calls`` (optional) receives the number of videos of every model call. ``hold_mask``: the noise
     mask of a replacement model's held start frame (passed to guider.sample as its sampler does);
-    ``skip_frames`` leading frames are left out of the motion."""
+    ``skip_frames`` leading frames are left out of the motion. Predictions kept: sample 0 of each t,
+    or all of them (``keep_all``, for the pixel metric); memory is checked first (``probe_blocks``)."""
     def probe(call, x0_model):
-        return probe_leakage(
+        return probe_in_blocks(
             layout_denoiser(call, layout, calls), to_cfhw(x0_model, layout).float(), family, t_grid, samples_per_t,
-            generator=torch.Generator().manual_seed(seed), max_batch=max_batch, keep_predictions=True, progress=progress,
-            skip_frames=skip_frames,
+            generator=torch.Generator().manual_seed(seed), max_batch=max_batch, progress=progress,
+            skip_frames=skip_frames, keep_all=keep_all,
         )
 
     guider = comfy.samplers.CFGGuider(model)
@@ -195,13 +199,28 @@ def preview_latent(result: ProbeResult, report: dict, preview, latent_format, la
 
 # --- saving -------------------------------------------------------------------------------------------
 
+def check_prefix(filename_prefix: str) -> str:
+    """The probe's filename_prefix: a name inside ComfyUI's output folder, also after symlinks
+    (checked before the probe runs, and again before writing)."""
+    import os
+
+    import folder_paths
+
+    check_name("filename_prefix", filename_prefix)
+    out_dir = folder_paths.get_output_directory()
+    inside(out_dir, os.path.dirname(os.path.join(out_dir, filename_prefix)) or out_dir, "filename_prefix")
+    return filename_prefix
+
+
 def save_outputs(report: dict, image, filename_prefix: str) -> tuple[dict, str]:
     import os
 
     import folder_paths
 
     out_dir = folder_paths.get_output_directory()
+    check_prefix(filename_prefix)
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, image.width, image.height)
+    inside(out_dir, folder, "filename_prefix")
     stem = os.path.join(folder, f"{name}_{counter:05}_")
     paths = report_lib.save_report(report, stem, png_bytes(image))
     return {"filename": paths["png"].name, "subfolder": subfolder, "type": "output"}, str(paths["json"])
@@ -245,10 +264,12 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
     pairs = len(settings.t_grid) * settings.samples_per_t
     total = pairs * (2 if use_flow else 1)
     tick = (lambda done, offset: progress(offset + done, total)) if progress else (lambda done, offset: None)
+    video_numel = (latent[:1] if layout == "BCTHW" else latent).numel()
+    plan(video_numel, len(settings.t_grid), settings.samples_per_t, use_flow, per_call)  # refused before any model work
     calls: list[int] = []
     result = run_probe(model, positive, negative, settings.cfg, latent, layout, family, settings.t_grid,
                        settings.samples_per_t, settings.seed, per_call, progress=lambda done, _: tick(done, 0), calls=calls,
-                       hold_mask=ref.hold_mask, skip_frames=ref.skip_frames)
+                       hold_mask=ref.hold_mask, skip_frames=ref.skip_frames, keep_all=use_flow)
     latent_format = model.get_model_object("latent_format")
     pixel = None
     if use_flow:

@@ -20,14 +20,15 @@ from pathlib import Path
 import torch
 
 from cil_core.analytic_init import AnalyticStats, estimate_stats
+from cil_core.memory import check_fits
 from cil_core.stats_io import load_stats, save_stats
-from cil_core.validation import CILValueError
+from cil_core.validation import CILValueError, shown
 from cil_media.clips import FolderReport, clips_from_folder, clips_from_images, list_videos
 from cil_media.video import resize_frames
 
 from .image_slots import START_FRAMES, find_slot
 from .models import detect_family, latent_format_name
-from .paths import STATS_FOLDER, first_folder, folder_file
+from .paths import STATS_FOLDER, check_name, first_folder, folder_file, inside
 
 
 def stats_info(stats: AnalyticStats) -> str:
@@ -43,7 +44,7 @@ def stats_info(stats: AnalyticStats) -> str:
 # --- load / save ---------------------------------------------------------------------------------
 
 def stats_path(name: str) -> Path:
-    return folder_file(STATS_FOLDER, name, "stats file")
+    return folder_file(STATS_FOLDER, name, "stats_name: stats file")
 
 
 def load_named_stats(stats_name: str) -> tuple[AnalyticStats, str]:
@@ -58,14 +59,16 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-/]*$")
 
 def check_filename(filename: str) -> str:
     """A relative name inside the stats folder (subfolders allowed), with .safetensors added."""
-    name = filename.strip()
+    name = filename.strip() if isinstance(filename, str) else ""
     parts = Path(name).parts
     if not name or not _SAFE_NAME.match(name) or ".." in parts or Path(name).is_absolute():
         raise CILValueError(
-            f"filename={filename!r}: use a relative name of letters, digits, ' ', '_', '-', '.' and '/' "
+            f"filename={shown(filename)}: use a relative name of letters, digits, ' ', '_', '-', '.' and '/' "
             "(subfolders) inside models/cil_stats, e.g. 'svd/webvid_320x512'."
         )
-    return name if name.endswith(".safetensors") else name + ".safetensors"
+    name = name if name.endswith(".safetensors") else name + ".safetensors"
+    check_name("filename", name)
+    return name
 
 
 def _free_path(path: Path) -> Path:
@@ -79,9 +82,18 @@ def _free_path(path: Path) -> Path:
     raise CILValueError(f"too many files named {stem}_*.safetensors in {path.parent}.")
 
 
+def stats_target(filename: str) -> Path:
+    """Where Save Analytic Stats writes ``filename``: checked as a name, and its real folder
+    (a symlinked subfolder resolved) inside models/cil_stats."""
+    root = first_folder(STATS_FOLDER)
+    path = root / check_filename(filename)
+    inside(root, path.parent, "filename")
+    return path
+
+
 def save_named_stats(stats: AnalyticStats, filename: str, overwrite: bool) -> Path:
     """Write ``stats`` as ``filename`` in models/cil_stats (a numbered name unless ``overwrite``)."""
-    path = first_folder(STATS_FOLDER) / check_filename(filename)
+    path = stats_target(filename)
     if not overwrite:
         path = _free_path(path)
     return save_stats(stats, path)
@@ -116,6 +128,35 @@ def resolve_folder(folder: str) -> Path:
     return path
 
 
+def clip_memory(vae, frames: int, height: int, width: int) -> int:
+    """Bytes one clip of ``frames`` x ``height`` x ``width`` needs here, at most: the pixels as 8-bit
+    and float copies, the VAE's own activations when it runs on the CPU (ComfyUI's estimate for its
+    smallest batch), the latent and the float64 Welford state over it."""
+    import math
+
+    pixels = frames * height * width * 3
+    try:
+        ratio = vae.downscale_ratio
+        t, rh, rw = ratio if isinstance(ratio, (tuple, list)) else (1, ratio, ratio)
+        f = t(frames) if callable(t) else math.ceil(frames / t)
+        latent = f * int(vae.latent_channels) * math.ceil(height / rh) * math.ceil(width / rw)
+    except Exception:  # a VAE that does not say: the latent is no larger than the pixels
+        latent = pixels
+    activations = 0
+    try:
+        if str(getattr(vae, "device", "cpu")).startswith("cpu"):
+            unit = [1, 3, frames, height, width] if getattr(vae, "latent_dim", 2) == 3 else [1, 3, height, width]
+            activations = int(vae.memory_used_encode(unit, vae.vae_dtype))
+    except Exception:
+        activations = 0
+    return pixels * (1 + 4 + 4 + 4) + latent * (4 + 4 * 8) + activations
+
+
+def check_clip_fits(vae, frames: int, height: int, width: int) -> None:
+    check_fits(f"Estimate Analytic Stats on clips of {frames} frames at {width}x{height}", clip_memory(vae, frames, height, width),
+               "lower width and height (0 keeps the source size) or frames.")
+
+
 def start_frames_to_skip(model) -> tuple[int, str]:
     """(k, note): replacement models hold the start image in their first k latent frames, which
     sampling never generates, so their stats cover frames k.. only (Analytic-Init reads skip_frames)."""
@@ -147,6 +188,9 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
     report = FolderReport()
     if not (width and height):
         width = height = 0  # keep the source size
+    size = {"hw": (height, width) if width and height else None}
+    if size["hw"]:
+        check_clip_fits(vae, frames, height, width)  # before any clip is read
     if folder.strip():
         files = list_videos(resolve_folder(folder))
         if max_videos:
@@ -159,7 +203,6 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
         raise CILValueError("Estimate Analytic Stats needs a source: connect `images` or set `folder` to a folder of videos.")
 
     pbar = comfy.utils.ProgressBar(total)
-    size = {"hw": (height, width) if width and height else None}
     skip, note = start_frames_to_skip(model)
 
     def latents():
@@ -167,6 +210,7 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
             comfy.model_management.throw_exception_if_processing_interrupted()
             if size["hw"] is None:
                 size["hw"] = (clip.shape[1], clip.shape[2])
+                check_clip_fits(vae, frames, *size["hw"])
             clip = resize_clip(clip, size["hw"][1], size["hw"][0])
             yield generated_frames(encode_to_model_space(vae, model, clip), skip)
             pbar.update(1)

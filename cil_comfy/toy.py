@@ -38,15 +38,17 @@ import comfy.utils
 import torch
 
 from cil_core.families import EDM, VPDiscrete, family_from_description
+from cil_core.memory import check_fits
 from cil_core.stats_io import load_stats
 from cil_core.timenoise import add_condition_noise
-from cil_core.validation import CILValueError
+from cil_core.validation import CILValueError, shown
 from cil_toy import data as toy_data
 from cil_toy import weights_io as toy_weights
 
 from .paths import TOY_FOLDER, folder_file, folder_files
 
 HELD_OUT_COUNT = 64  # Toy World Video picks from cil_toy.data.held_out_set(64)
+SAMPLING_COPIES = 8  # noise, state, model input (+ concat image), prediction, the sampler's own buffers
 
 
 def toy_model_names() -> list[str]:
@@ -286,7 +288,7 @@ def toy_summary(toy, stats_note: str) -> str:
 def check_model_name(model_name) -> bool | str:
     """validate_inputs helper of the toy nodes."""
     if model_name is not None and model_name not in toy_model_names():
-        return f"toy model {model_name!r} not found; available: {toy_model_names() or 'none (run cil toy-train)'}."
+        return f"model_name={shown(model_name)}: toy model not found; available: {toy_model_names() or 'none (run cil toy-train)'}."
     return True
 
 
@@ -300,6 +302,11 @@ def load_toy(model_name: str):
 def toy_conditioning(vae, start_image, width: int, height: int, frames: int, batch_size: int, crop: str,
                      noise_level: float, noise_seed: int) -> tuple[list, list, dict]:
     """(positive, negative, empty LATENT) for a toy model, as SVD_img2vid_Conditioning does for SVD."""
+    block = getattr(getattr(vae, "first_stage_model", None), "codec", None)
+    block = getattr(block, "block", 2)
+    latent_bytes = batch_size * getattr(vae, "latent_channels", 12) * frames * (height // block) * (width // block) * 4
+    check_fits(f"a toy video latent of {batch_size} x {frames} frames at {width}x{height}", latent_bytes * SAMPLING_COPIES,
+               f"lower batch_size, frames, width or height (a sampler keeps about {SAMPLING_COPIES} tensors of the latent's size).")
     pixels = comfy.utils.common_upscale(start_image[:1].movedim(-1, 1), width, height, "area", crop).movedim(1, -1)
     raw = vae.encode(pixels[..., :3])
     if raw.dim() != 5 or raw.shape[2] != 1:

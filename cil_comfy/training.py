@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from cil_core.memory import check_fits
 from cil_core.validation import CILValueError
 from cil_media.charts import image_to_tensor
 from cil_media.loss_curve import draw_loss_curve
@@ -31,6 +32,7 @@ from .host import boot
 from .loaders import load_models
 from .image_slots import slot_for
 from .models import detect_family
+from .paths import check_name, inside, tree_inside
 from .train_adapters import FAMILY_GROUPS, SVDAdapter, family_name_of
 from .train_concat import ConcatAdapter, ReplaceAdapter
 
@@ -73,11 +75,13 @@ def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, b
     import comfy.model_management as mm
     import comfy.sd
     import comfy.utils
-    import folder_paths
 
     if not video_folder and (latent is None or positive is None):
         raise CILValueError("TimeNoise Fine-Tune needs training data: connect 'latent' and 'positive' (one video), or set video_folder.")
-    run_dir = Path(folder_paths.get_output_directory()) / "cil_train" / output_name
+    run_dir, lora_file = run_targets(output_name)
+    if video_folder:  # decoded clips of a batch, 8-bit and float, before the VAE sees them
+        check_fits(f"training clips of {frames} frames at {width}x{height}, {batch_size} per step",
+                   batch_size * frames * height * width * 3 * 5, "lower frames, width, height or batch_size.")
     if not resume and any((run_dir / "checkpoints").glob("step_*.safetensors")):
         raise CILValueError(f"output/cil_train/{output_name} already holds checkpoints: switch 'resume' on, or pick another output_name.")
     cfg = TrainConfig(
@@ -99,7 +103,6 @@ def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, b
         dataset = (ClipDataset(list_entries(cfg.data), ClipSpec.from_config(cfg.data), seed) if video_folder
                    else InMemoryDataset([adapter.item_from_graph(latent, positive)], seed))
         bar = comfy.utils.ProgressBar(steps)
-        lora_file = Path(folder_paths.get_folder_paths("loras")[0]) / f"{output_name}.safetensors"
         trainer = Trainer(adapter, dataset, cfg, on_step=lambda step, row: bar.update_absolute(step, steps),
                           check_cancel=mm.throw_exception_if_processing_interrupted, export_full=False,
                           lora_name=str(lora_file), extra_metadata={"trained_with": node_id})
@@ -112,6 +115,22 @@ def train_in_graph(model, mode, steps, learning_rate, weight_decay, timenoise, b
     return trained, lora_path, image_to_tensor(draw_loss_curve(result.steps, result.losses))
 
 
+
+
+def run_targets(output_name: str) -> tuple[Path, Path]:
+    """(run folder output/cil_train/<name>, LoRA file models/loras/<name>.safetensors), both checked:
+    a plain name, and no symlink in the run folder (its logs are appended to) or on the way to
+    either leads outside the output or loras folder."""
+    import folder_paths
+
+    check_name("output_name", output_name, subfolders=False)
+    check_name("output_name", f"{output_name}.safetensors", subfolders=False)
+    out_dir = folder_paths.get_output_directory()
+    run_dir = tree_inside(out_dir, Path(out_dir) / "cil_train" / output_name, "output_name")
+    loras = folder_paths.get_folder_paths("loras")[0]
+    lora_file = Path(loras) / f"{output_name}.safetensors"
+    inside(loras, lora_file.parent, "output_name")
+    return run_dir, lora_file
 
 
 def trainable_copy(model):

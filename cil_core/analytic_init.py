@@ -37,6 +37,8 @@ class AnalyticStats:
 
     def __post_init__(self) -> None:
         check_rank("stats mean E[x0]", self.mean, (4,), "[channels, frames, height, width]")
+        if self.mean.numel() == 0:
+            raise CILValueError(f"stats mean E[x0] has shape {tuple(self.mean.shape)}: every dimension must be at least 1.")
         check_finite("stats mean E[x0]", self.mean)
         check_finite("stats channel variances", self.channel_var)
         if not math.isfinite(self.tr_cov_d) or self.tr_cov_d < 0:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .validation import CILValueError
+
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -23,6 +25,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on normal exit it replaces ``path`` atomically;
     on an exception it is removed and ``path`` is left as it was."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a device, a FIFO or a folder is never replaced by a file
+        raise CILValueError(f"{str(path)!r} exists and is not a regular file; write to a file path instead.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)

@@ -118,9 +118,14 @@ def denoise_rule_length(steps: int, m: float) -> int:
     return int(steps) if m > 0.9999 else int(steps / m)
 
 
+MAX_STEPS = 100_000  # far beyond any sampler's use; a longer schedule is a typo (or 2**40 through a link)
+
+
 def _check_steps(steps: int) -> None:
-    if int(steps) != steps or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, (int, float)) or int(steps) != steps or steps < 1:
         raise CILValueError(f"steps={steps!r} must be a whole number >= 1.")
+    if steps > MAX_STEPS:
+        raise CILValueError(f"steps={steps!r} is more than {MAX_STEPS}; use at most {MAX_STEPS} sampling steps.")
 
 
 def is_valid_schedule(sigmas: torch.Tensor) -> bool:

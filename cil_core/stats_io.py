@@ -13,6 +13,7 @@ SVD keys are ``Expectation_x_0`` / ``trCov_d``. Only safetensors are read: never
 from __future__ import annotations
 
 import json
+import operator
 import os
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from safetensors.torch import save_file
 
 from .analytic_init import AnalyticStats
 from .atomic import atomic_path
+from .memory import check_fits, tensor_bytes
+from .safetensors_header import read_header
 from .validation import CILValueError, check_finite
 
 FORMAT = "comfyui-cil/analytic-stats"
@@ -64,28 +67,48 @@ def save_stats(stats: AnalyticStats, path: str | os.PathLike) -> Path:
 
 
 def load_stats(path: str | os.PathLike) -> AnalyticStats:
-    """Load our format or an official file (recognised by its keys), validating everything."""
+    """Load our format or an official file (recognised by its keys), validating everything. The
+    header is checked first (``safetensors_header``): only the tensors a stats file needs are
+    read, once they are known to be whole and to fit in memory."""
     path = Path(path)
+    if not path.exists():
+        raise CILValueError(f"stats file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise CILValueError(f"{str(path)!r} is a folder, not a stats file; give a .safetensors file in it.")
+    if not path.is_file():  # a FIFO or a device: opening it could block or never end
+        raise CILValueError(f"{str(path)!r} is not a regular file; give a .safetensors stats file.")
     if path.suffix != ".safetensors":
         raise CILValueError(
             f"{path.name}: only .safetensors stats files are read (pickled .pt/.ckpt files can run code); "
             "convert an official .pt with torch.load in a trusted session and save_file()."
         )
-    if not path.is_file():
-        raise CILValueError(f"stats file {str(path)!r} does not exist.")
+    try:
+        meta, entries = read_header(path)
+    except OSError as exc:
+        raise CILValueError(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
+    keys = _needed_keys(path, meta, entries)
+    check_fits(f"stats file {path.name}", sum(entries[k].nbytes for k in keys),
+               "this is not a stats file of any latent this machine can sample.")
     try:
         with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types for truncated files
+            tensors = {k: fh.get_tensor(k) for k in keys}
+    except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CILValueError(f"{path.name} is not a readable safetensors file ({exc}); re-save or re-estimate it.") from exc
     if meta.get("format") == FORMAT:
         return _from_ours(path, tensors, meta)
+    mean_key, var_key = keys
+    return _from_official(path, tensors[mean_key], tensors[var_key], meta)
+
+
+def _needed_keys(path: Path, meta: dict[str, str], entries: dict) -> list[str]:
+    """The tensors of a stats file: ours (by its format tag) or an official pair (by its keys)."""
+    if meta.get("format") == FORMAT:
+        return [k for k in ("mean", "channel_var", "tr_cov_d", "m2") if k in entries]
     for mean_key, var_key in OFFICIAL_KEYS:
-        if mean_key in tensors and var_key in tensors:
-            return _from_official(path, tensors[mean_key], tensors[var_key], meta)
+        if mean_key in entries and var_key in entries:
+            return [mean_key, var_key]
     raise CILValueError(
-        f"{path.name} holds keys {sorted(tensors)}; expected our format ({FORMAT}) or an official file "
+        f"{path.name} holds keys {sorted(entries)}; expected our format ({FORMAT}) or an official file "
         f"with {OFFICIAL_KEYS[0]} or {OFFICIAL_KEYS[1]}."
     )
 
@@ -114,9 +137,11 @@ def _from_ours(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str
     if missing:
         raise CILValueError(f"{path.name} lacks tensor(s) {sorted(missing)}; the file is incomplete, re-estimate it.")
     mean = _require_float(path, "mean", tensors["mean"])
-    if mean.dim() != 4:
-        raise CILValueError(f"{path.name}: 'mean' has shape {tuple(mean.shape)}; expected [C, F, H, W].")
+    if mean.dim() != 4 or mean.numel() == 0:
+        raise CILValueError(f"{path.name}: 'mean' has shape {tuple(mean.shape)}; expected [C, F, H, W], each at least 1.")
     tr = _require_float(path, "tr_cov_d", tensors["tr_cov_d"])
+    if tr.numel() != 1:
+        raise CILValueError(f"{path.name}: 'tr_cov_d' has {tr.numel()} values; expected one scalar.")
     m2 = tensors.get("m2")
     if m2 is not None:
         m2 = _require_float(path, "m2", m2)
@@ -136,9 +161,9 @@ def _from_official(path: Path, mean: torch.Tensor, tr: torch.Tensor, meta: dict[
     mean = _require_float(path, "Expectation_X0", mean)
     if mean.dim() == 5 and mean.shape[0] == 1:
         mean = mean[0]
-    if mean.dim() != 4:
+    if mean.dim() != 4 or mean.numel() == 0:
         raise CILValueError(
-            f"{path.name}: official E[x0] has shape {tuple(mean.shape)}; expected [1, C, T, H, W] or [C, T, H, W]."
+            f"{path.name}: official E[x0] has shape {tuple(mean.shape)}; expected [1, C, T, H, W] or [C, T, H, W], each at least 1."
         )
     tr = _require_float(path, "Tr_Cov_d", tr)
     if tr.numel() != 1:
@@ -153,6 +178,22 @@ def _from_official(path: Path, mean: torch.Tensor, tr: torch.Tensor, meta: dict[
         count=_parse_count(path, meta),
         meta={"source": "official", "file": path.name, "latent_space": "model", "family": "", **meta},
     )
+
+
+def check_shape(shape) -> tuple[int, int, int, int]:
+    """A CFHW latent shape: four whole numbers >= 1 whose float64 E[x0] (and resampling) fits in memory."""
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:  # a float or a string is not a size
+        shape = ()
+    if len(shape) != 4 or any(isinstance(s, bool) for s in shape):
+        raise CILValueError("a stats shape must be four whole numbers C, F, H, W, such as 4, 16, 40, 64.")
+    if min(shape) < 1:
+        raise CILValueError(f"shape {list(shape)}: every dimension must be at least 1 (C, F, H, W = channels, frames, height, width).")
+    # E[x0] in float64, its interpolated copy and the float32 latent it is made for
+    check_fits(f"stats of shape {list(shape)}", tensor_bytes(shape, 8) * 2 + tensor_bytes(shape, 4),
+               "that latent is larger than this machine can hold; check the shape (C, F, H, W in latent units).")
+    return shape
 
 
 def describe_mismatch(stats_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> str:
@@ -174,7 +215,7 @@ def fit_stats_to_latent(stats: AnalyticStats, target_shape: tuple[int, int, int,
     """
     if policy not in FIT_POLICIES:
         raise CILValueError(f"policy={policy!r}; expected one of {FIT_POLICIES}.")
-    target_shape = tuple(int(s) for s in target_shape)
+    target_shape = check_shape(target_shape)
     if stats.shape == target_shape:
         return stats
     if stats.shape[0] != target_shape[0]:

@@ -11,6 +11,16 @@ class CILValueError(ValueError):
     """Bad user input. The message names the value, the expectation and a fix."""
 
 
+def shown(value, limit: int = 60) -> str:
+    """``repr(value)`` for a one-line message: ASCII only (a lone surrogate or NUL stays escaped) and
+    cut to ``limit`` characters, with the full length said when cut."""
+    text = ascii(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return text[: limit - 1] + "…" + size
+
+
 def check_fraction(name: str, value: float, *, hint: str = "") -> float:
     """A start time M given as a fraction of T must lie in (0, 1]."""
     value = float(value)

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from cil_core.validation import CILValueError
+from cil_core.validation import CILValueError, shown
 
 # subcommand -> module in cil_tools that defines register(subparsers) and run(args)
 SUBCOMMANDS = {
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cil {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system said no (a name too long, a full disk, no permission): one line too
+        where = f": {shown(exc.filename, 120)}" if exc.filename else ""
+        print(f"cil {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -47,6 +47,18 @@ def run(args) -> int:
     from cil_toy.demo import DemoConfig, run_demo
     from cil_toy.report import write_report
 
+    from cil_core.validation import CILValueError
+
+    from .numbers import SEED_MAX, THREADS_MAX, check_range
+    from .outputs import output_folder
+
+    check_range(args, samples=(1, 100_000), steps=(1, 100_000), seed=(0, SEED_MAX), m=(1e-6, 1), threshold=(1e-6, 100),
+                plateau_tolerance=(0, 0.999), probe_videos=(1, 10_000), probe_samples=(1, 10_000), bootstrap=(1, 1_000_000),
+                threads=(1, THREADS_MAX))
+    output_folder("--out", args.out)  # before minutes of sampling
+    for flag, folder in (("--weights-dir", args.weights_dir),):
+        if folder is not None and not folder.is_dir():
+            raise CILValueError(f"{flag} {str(folder)!r} is not a folder; give the folder 'cil toy-train --out' wrote.")
     torch.set_num_threads(max(1, args.threads))
     cfg = DemoConfig(out=args.out, samples=args.samples, steps=args.steps, seed=args.seed, m_values=tuple(args.m),
                      probe_videos=args.probe_videos, probe_samples=args.probe_samples, family=args.family,

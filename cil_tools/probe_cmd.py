@@ -60,11 +60,20 @@ def run(args: argparse.Namespace) -> int:
     from cil_media.charts import png_bytes
     from cil_media.probe_plot import render_report
 
-    t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
-    start_rule(args)  # refuse a bad rule before any model work
-    for name in ("samples", "max_batch", "videos"):
+    from .numbers import SEED_MAX, check_range
+    from .outputs import output_folder, plain_name
+
+    for name in ("count", "samples", "max_batch", "videos"):
         if getattr(args, name) < 1:
             raise _error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1.")
+    check_range(args, seed=(0, SEED_MAX - 10_000), cfg=(0, 100), frames=(2, 10_000), stride=(1, 10_000), width=(8, 16384),
+                height=(8, 16384), fps=(1, 1000), motion_bucket=(0, 1023), augmentation=(0, 10))
+    if args.count > MAX_COUNT:
+        raise _error(f"--count={args.count} is more than {MAX_COUNT} probe times; a curve needs tens (default 10).")
+    t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
+    start_rule(args)  # refuse a bad rule before any model work
+    output_folder("--out", args.out)
+    plain_name("--name", args.name)
     if args.toy:
         report, stem = probe_toy(args, t_grid), args.name or f"toy_{Path(TOY_ALIASES.get(args.toy, args.toy)).stem}"
     else:
@@ -73,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     print(report_lib.report_text(report))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+MAX_COUNT = 10_000
 
 
 def start_rule(args: argparse.Namespace):
@@ -107,9 +119,18 @@ TOY_ALIASES = {"baseline": "edm_baseline", "timenoise": "edm_timenoise"}
 
 def load_toy(which: str):
     """A cil_toy ToyModel (net, family, codec, world) by shipped name, alias or path."""
-    from cil_toy.weights_io import load_toy_model
+    from cil_toy.weights_io import SHIPPED, load_toy_model, weights_path
 
-    return load_toy_model(TOY_ALIASES.get(which, which))
+    name = TOY_ALIASES.get(which, which)
+    if name in SHIPPED and not weights_path(name).is_file():
+        vp = name.startswith("vp_")
+        make = "cil toy-train --vp --out DIR" if vp else "cil toy-train --out DIR"
+        raise _error(f"--toy {which}: the {'VP toy models are not shipped' if vp else 'shipped weights are missing'}; make them with "
+                     f"'{make}' and probe the file: --toy DIR/{SHIPPED[name]}.")
+    if name not in SHIPPED and not Path(name).is_file():
+        raise _error(f"--toy {which!r} is neither a toy model name ({', '.join(sorted(set(SHIPPED) | set(TOY_ALIASES)))}) "
+                     "nor an existing .safetensors file.")
+    return load_toy_model(name)
 
 
 def moving_held_out_latents(toy, count: int):
@@ -134,9 +155,16 @@ def probe_toy(args, t_grid: list[float]) -> dict:
     from cil_core.probe import probe_leakage
     from cil_media.flow import optical_flow_available, optical_flow_motion
 
+    from cil_core.memory import check_fits, tensor_bytes
+
     toy = load_toy(args.toy)
-    latents = moving_held_out_latents(toy, args.videos)
     use_flow = args.pixel_metric == "auto" and optical_flow_available()
+    video = tensor_bytes(toy.latent_shape)  # float32; one video's predictions are alive at once
+    pixels = tensor_bytes((3, toy.world.frames, toy.world.height, toy.world.width))
+    check_fits(f"probing {args.videos} videos x {len(t_grid)} times x {args.samples} samples",
+               video * len(t_grid) * args.samples * (2 if use_flow else 1) + video * 2 * min(args.max_batch, len(t_grid) * args.samples)
+               + 4 * args.videos * (pixels + video), "lower --videos, --count, --samples or --max-batch.")
+    latents = moving_held_out_latents(toy, args.videos)
     results, flow_pred, flow_ref = [], [], []
     with progress_bar(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}") as tick:
         for v, x0 in enumerate(latents):
@@ -190,6 +218,8 @@ def probe_checkpoint(args, t_grid: list[float]) -> dict:
     then run the node's engine."""
     if not args.video:
         raise _error("--checkpoint needs --video (the reference video).")
+    if not Path(args.video).exists():
+        raise _error(f"--video {args.video!r} does not exist.")
     if not Path(args.checkpoint).is_file():
         raise _error(f"--checkpoint {args.checkpoint!r} does not exist.")
     from cil_comfy.host import boot

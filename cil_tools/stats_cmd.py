@@ -25,9 +25,16 @@ def register(subparsers, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cil_core.stats_io import fit_stats_to_latent, load_stats, save_stats
+    from cil_core.stats_io import check_shape, fit_stats_to_latent, load_stats, save_stats
     from cil_core.validation import CILValueError
 
+    from .outputs import output_file
+
+    if args.action in ("convert", "fit"):
+        output_file("OUTPUT", args.output)
+    shape = parse_shape(args.shape, CILValueError) if args.action == "fit" else None
+    if shape is not None:
+        check_shape(shape)  # before the input is read
     stats = load_stats(args.file)
     if args.action == "show":
         info = {
@@ -46,11 +53,18 @@ def run(args: argparse.Namespace) -> int:
             stats.meta["family"] = args.family
         print(save_stats(stats, args.output))
         return 0
+    print(save_stats(fit_stats_to_latent(stats, shape, policy="resample"), args.output))
+    return 0
+
+
+def parse_shape(text: str, error) -> tuple[int, ...]:
+    """--shape C,F,H,W: four whole numbers, each at least 1."""
     try:
-        shape = tuple(int(s) for s in args.shape.split(","))
+        shape = tuple(int(s) for s in text.split(","))
     except ValueError:
         shape = ()
     if len(shape) != 4:
-        raise CILValueError(f"--shape {args.shape!r}: expected four integers C,F,H,W such as 4,16,40,64.")
-    print(save_stats(fit_stats_to_latent(stats, shape, policy="resample"), args.output))
-    return 0
+        raise error(f"--shape {text!r}: expected four integers C,F,H,W such as 4,16,40,64.")
+    if min(shape) < 1:
+        raise error(f"--shape {text!r}: every dimension must be at least 1 (C,F,H,W = channels, frames, latent height, width).")
+    return shape

@@ -42,6 +42,12 @@ def run(args) -> int:
 
     from cil_toy.train import Recipe, train_shipped_set
 
+    from .numbers import SEED_MAX, THREADS_MAX, check_range
+    from .outputs import output_folder
+
+    check_range(args, seed=(0, SEED_MAX), pretrain_steps=(1, 10_000_000), finetune_steps=(1, 10_000_000), batch_size=(1, 65_536),
+                stats_videos=(1, 10_000_000), beta_m=(0, 1e6), vp_beta_m=(0, 1e6), vp_steps=(1, 10_000_000), threads=(1, THREADS_MAX))
+    output_folder("--out", args.out)
     torch.set_num_threads(max(1, args.threads))
     recipe = Recipe(
         seed=args.seed, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,

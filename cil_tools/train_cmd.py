@@ -20,12 +20,40 @@ def register(subparsers, name: str) -> None:
     p.set_defaults(func=run)
 
 
+MAX_CONFIG_BYTES = 1024**2  # a training config is a page of TOML/JSON
+
+
+def readable_config(path: str) -> None:
+    """--config is a text file of sane size (before the trainer's reader sees it)."""
+    from pathlib import Path
+
+    from cil_core.validation import CILValueError, shown
+
+    file = Path(path)
+    if not file.exists():
+        return  # the trainer's reader says it does not exist
+    if not file.is_file():
+        raise CILValueError(f"--config {shown(path)} is a folder or a special file; give a .toml or .json config file.")
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise CILValueError(f"--config {shown(path)} is {file.stat().st_size} bytes; a training config is a small .toml or .json file.")
+    try:
+        file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CILValueError(f"--config {shown(path)} is not UTF-8 text (byte {exc.start}); give a .toml or .json config, "
+                            "e.g. train_configs/train_svd_lora.toml.") from None
+
+
 def run(args) -> int:
     from dataclasses import replace
 
     from cil_train.config import load_config
     from cil_train.run import run_training
 
+    from .outputs import output_folder
+
+    readable_config(args.config)
+    if args.output_dir is not None:
+        output_folder("--output-dir", args.output_dir)
     cfg = load_config(args.config)
     run_section = cfg.run
     if args.steps is not None:
@@ -35,6 +63,7 @@ def run(args) -> int:
     if args.no_progress:
         run_section = replace(run_section, progress=False)
     cfg = replace(cfg, run=run_section).validate()
+    output_folder("--output-dir" if args.output_dir is not None else "run.output_dir", cfg.run.output_dir)
     if cfg.model.kind == "tiny":
         run_training(cfg, resume=args.resume)
     else:

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from cil_comfy.dynamicrafter import dcnoise
 from cil_core.stats_io import FIT_POLICIES
 
-from .common import DCNoise, Stats, show_text
+from .common import DCNoise, Stats, check_inputs, require_inputs, show_text
 
 
 class DynamiCrafterInitNoise(io.ComfyNode):
@@ -41,7 +41,12 @@ class DynamiCrafterInitNoise(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values)
+
+    @classmethod
     def execute(cls, stats, M, analytic_init, frames, width, height, fit) -> io.NodeOutput:
+        require_inputs(cls, locals())
         init_noise, width, height, info = dcnoise(stats, M, analytic_init, frames, width, height, fit)
         show_text(cls, info)
         return io.NodeOutput(init_noise, width, height, info)

@@ -23,7 +23,7 @@ from cil_comfy.sampling import (
 from cil_core.analytic_init import NAIVE_MODES
 from cil_core.stats_io import FIT_POLICIES
 
-from .common import Stats, show_text, validate_m
+from .common import Stats, check_inputs, require_inputs, show_text, validate_m
 
 CATEGORY = "CIL/analytic_init"
 
@@ -61,6 +61,11 @@ TIP_BOUNDARY = (
     "Only with model_low_noise: the sigma (shifted, in (0, 1)) where the low-noise expert takes over. "
     "Wan 2.2 official: 0.900 for I2V, 0.875 for T2V. A start sigma_M below it skips the high-noise expert (warned in info)."
 )
+
+
+def m_check(values) -> bool | str:
+    """M's own message (a fraction of T in (0, 1]) before the generic bounds check."""
+    return validate_m(values.get("M"))
 
 
 def _widgets_common() -> list:
@@ -107,12 +112,13 @@ class LateStartSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, M=None) -> bool | str:
-        return validate_m(M)
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, m_check)
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, M,
                 naive_mode, fit, stats=None, model_low_noise=None, boundary=0.9) -> io.NodeOutput:
+        require_inputs(cls, locals(), m_check)
         latent, info = late_start_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                          latent_image, M, naive_mode, fit, stats, model_low_noise, boundary)
         show_text(cls, info)
@@ -147,11 +153,12 @@ class LateStartSigmas(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, M=None) -> bool | str:
-        return validate_m(M)
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, m_check)
 
     @classmethod
     def execute(cls, model, steps, M, scheduler, noise_seed, naive_mode, fit, stats=None) -> io.NodeOutput:
+        require_inputs(cls, locals(), m_check)
         sigmas, noise, info = late_start_sigmas_and_noise(model, steps, M, scheduler, noise_seed, naive_mode, fit, stats)
         show_text(cls, info)
         return io.NodeOutput(sigmas, noise, info)
@@ -185,11 +192,12 @@ class AnalyticInitLatent(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, M=None) -> bool | str:
-        return validate_m(M)
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, m_check)
 
     @classmethod
     def execute(cls, model, latent, M, seed, naive_mode, fit, stats=None) -> io.NodeOutput:
+        require_inputs(cls, locals(), m_check)
         out, sigma, info = analytic_init_latent(model, latent, M, seed, naive_mode, fit, stats)
         show_text(cls, info)
         return io.NodeOutput(out, sigma, info)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from cil_comfy.probe import ProbeSettings, parse_preview_times, probe_and_save
+from cil_comfy.probe import ProbeSettings, check_prefix, parse_preview_times, probe_and_save
 from cil_core import probe_report as report_lib
 from cil_core.start_rule import START_RULES, StartRule
-from cil_core.validation import CILValueError
+
+from .common import check_inputs, require_inputs
 
 NODE_ID = "CIL_LeakageProbe"
 
@@ -68,25 +69,37 @@ class LeakageProbe(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, grid_count, t_min, t_max, samples_per_t, start_rule, threshold, plateau_tolerance, max_batch, preview_t):
-        try:
-            report_lib.grid(float(t_min), float(t_max), int(grid_count))
-            parse_preview_times(str(preview_t))
-            StartRule(str(start_rule), float(threshold), float(plateau_tolerance))
-        except CILValueError as exc:
-            return str(exc)
-        if samples_per_t < 1 or max_batch < 1:
-            return f"samples_per_t={samples_per_t} and max_batch={max_batch} must be >= 1."
-        return True
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, probe_checks)
 
     @classmethod
     def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
                 plateau_tolerance, max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None,
                 vae=None) -> io.NodeOutput:
+        require_inputs(cls, locals(), probe_checks)
         out = probe_and_save(model, positive, negative, ProbeSettings.from_widgets(
             grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold, plateau_tolerance, max_batch,
             pixel_metric), preview_t, filename_prefix, video_latent=video_latent, video_frames=video_frames, vae=vae)
         return io.NodeOutput(out.image, out.text, out.recommended_m, out.preview, ui=out.ui)
+
+
+MAX_GRID = 200  # grid_count's declared maximum: a larger count is refused by the bounds check, not built
+
+
+def probe_checks(v) -> bool:
+    """The probe's own checks (each skipped while one of its values is a link): the time grid, the
+    start rule, preview_t and where the report goes."""
+    t_min, t_max, count = v.get("t_min"), v.get("t_max"), v.get("grid_count")
+    if None not in (t_min, t_max, count) and 1 <= count <= MAX_GRID:
+        report_lib.grid(float(t_min), float(t_max), int(count))
+    if v.get("preview_t") is not None:
+        parse_preview_times(v["preview_t"])
+    rule = (v.get("start_rule"), v.get("threshold"), v.get("plateau_tolerance"))
+    if None not in rule and rule[0] in START_RULES:
+        StartRule(rule[0], float(rule[1]), float(rule[2]))
+    if v.get("filename_prefix") is not None:
+        check_prefix(v["filename_prefix"])
+    return True
 
 
 NODES = [LeakageProbe]

@@ -6,17 +6,17 @@ from comfy_api.latest import io
 
 from cil_comfy.paths import STATS_FOLDER, folder_files
 from cil_comfy.stats import (
-    check_filename,
     estimate_through_vae,
     load_named_stats,
     resolve_folder,
     save_named_stats,
     stats_path,
+    stats_target,
 )
 from cil_core.stats_io import load_stats
-from cil_core.validation import CILValueError
+from cil_core.validation import shown
 
-from .common import Stats, show_text
+from .common import Stats, check_inputs, require_inputs, show_text
 
 CATEGORY = "CIL/analytic_init"
 
@@ -37,14 +37,8 @@ class LoadAnalyticStats(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, stats_name=None) -> bool | str:
-        if stats_name is None:
-            return True
-        try:
-            load_stats(stats_path(stats_name))
-        except CILValueError as exc:
-            return str(exc)
-        return True
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, readable_stats)
 
     @classmethod
     def fingerprint_inputs(cls, stats_name=None):
@@ -56,6 +50,7 @@ class LoadAnalyticStats(io.ComfyNode):
 
     @classmethod
     def execute(cls, stats_name) -> io.NodeOutput:
+        require_inputs(cls, locals())
         stats, info = load_named_stats(stats_name)
         show_text(cls, info)
         return io.NodeOutput(stats, info)
@@ -80,17 +75,12 @@ class SaveAnalyticStats(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename=None) -> bool | str:
-        if filename is None:
-            return True
-        try:
-            check_filename(filename)
-        except CILValueError as exc:
-            return str(exc)
-        return True
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, writable_name)
 
     @classmethod
     def execute(cls, stats, filename, overwrite) -> io.NodeOutput:
+        require_inputs(cls, locals(), writable_name)
         path = save_named_stats(stats, filename, overwrite)
         show_text(cls, f"saved {path}")
         return io.NodeOutput(str(path))
@@ -125,18 +115,40 @@ class EstimateAnalyticStats(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, folder=None) -> bool | str:
-        if folder:
-            path = resolve_folder(folder)
-            if not path.is_dir():
-                return f"folder={folder!r}: {str(path)!r} is not a folder; give a folder of videos (absolute or relative to the input folder) or leave it empty and connect images."
-        return True
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, video_folder)
 
     @classmethod
     def execute(cls, model, vae, frames, width, height, folder, frame_stride, max_videos, images=None, resume=None) -> io.NodeOutput:
+        require_inputs(cls, locals(), video_folder)
         stats, info = estimate_through_vae(model, vae, frames, width, height, folder, frame_stride, max_videos, images, resume)
         show_text(cls, info)
         return io.NodeOutput(stats, info)
+
+
+def readable_stats(values) -> bool:
+    """Load Analytic Stats: the named file is in models/cil_stats and reads as stats."""
+    if isinstance(values.get("stats_name"), str):
+        load_stats(stats_path(values["stats_name"]))
+    return True
+
+
+def writable_name(values) -> bool:
+    """Save Analytic Stats: a relative name that stays inside models/cil_stats."""
+    if values.get("filename") is not None:
+        stats_target(values["filename"])
+    return True
+
+
+def video_folder(values) -> bool | str:
+    """Estimate Analytic Stats: an existing folder of videos, or empty."""
+    folder = values.get("folder")
+    if folder and isinstance(folder, str) and folder.strip():
+        path = resolve_folder(folder)
+        if not path.is_dir():
+            return (f"folder={shown(folder)}: {shown(str(path))} is not a folder; give a folder of videos (absolute or relative "
+                    "to the input folder) or leave it empty and connect images.")
+    return True
 
 
 NODES = [EstimateAnalyticStats, LoadAnalyticStats, SaveAnalyticStats]

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from cil_comfy.timenoise import NOISE_SHAPES, patch_timenoise
 from cil_core.timenoise import BETA_MODES
 
-from .common import show_text
+from .common import check_inputs, require_inputs, show_text
 
 TIP_BETA_M = (
     "Largest noise std β_m. Official values: SVD 15 (raw VAE latent), DynamiCrafter 100, VideoCrafter1 25. Use the "
@@ -44,7 +44,12 @@ class TimeNoiseConditioning(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values)
+
+    @classmethod
     def execute(cls, model, beta_m, a, s, mode, quantile, seed, noise_shape, noise_clip_tokens) -> io.NodeOutput:
+        require_inputs(cls, locals())
         out, info = patch_timenoise(model, beta_m, a, s, mode, quantile, seed, noise_shape, noise_clip_tokens)
         show_text(cls, info)
         return io.NodeOutput(out, info)

@@ -13,7 +13,7 @@ from cil_comfy.toy import (
     toy_world_video,
 )
 
-from .common import Stats, show_text
+from .common import Stats, check_inputs, require_inputs, show_text
 
 CATEGORY = "CIL/toy"
 
@@ -46,11 +46,12 @@ class ToyModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name=None) -> bool | str:
-        return check_model_name(model_name)
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, known_model)
 
     @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
+        require_inputs(cls, locals(), known_model)
         model, vae, stats, info = load_toy(model_name)
         show_text(cls, info)
         return io.NodeOutput(model, vae, stats, info)
@@ -88,7 +89,12 @@ class ToyImageToVideo(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values)
+
+    @classmethod
     def execute(cls, vae, start_image, width, height, frames, batch_size, crop, noise_level, noise_seed) -> io.NodeOutput:
+        require_inputs(cls, locals())
         return io.NodeOutput(*toy_conditioning(vae, start_image, width, height, frames, batch_size, crop, noise_level, noise_seed))
 
 
@@ -114,13 +120,19 @@ class ToyWorldVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name=None) -> bool | str:
-        return check_model_name(model_name)
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, known_model)
 
     @classmethod
     def execute(cls, model_name, index) -> io.NodeOutput:
+        require_inputs(cls, locals(), known_model)
         frames = toy_world_video(model_name, index)
         return io.NodeOutput(frames, frames[:1])
+
+
+def known_model(values) -> bool | str:
+    """The toy model's own message (which models there are) before the combo check."""
+    return check_model_name(values.get("model_name"))
 
 
 NODES = [ToyModelLoader, ToyImageToVideo, ToyWorldVideo]

@@ -6,7 +6,10 @@ import os
 
 from comfy_api.latest import io
 
-from cil_comfy.training import train_in_graph
+from cil_comfy.training import run_targets, train_in_graph
+from cil_core.validation import shown
+
+from .common import check_inputs, require_inputs
 
 NODE_ID = "CIL_TimeNoiseTrain"
 
@@ -83,23 +86,33 @@ class TimeNoiseTrain(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, video_folder: str = "", output_name: str = "cil_timenoise", **kwargs) -> bool | str:
-        if video_folder and not os.path.exists(video_folder):
-            return f"video_folder {video_folder!r} does not exist; give a folder of videos or a CSV, or leave it empty and connect 'latent'."
-        if not output_name or any(c in output_name for c in "/\\:") or output_name.startswith("."):
-            return f"output_name {output_name!r} must be a plain file name (no folders), e.g. 'svd_timenoise'."
-        return True
+    def validate_inputs(cls, **values) -> bool | str:
+        return check_inputs(cls, values, run_paths)
 
     @classmethod
     def execute(cls, model, mode, steps, learning_rate, weight_decay, timenoise, beta_m, a, lora_rank, lora_alpha,
                 batch_size, grad_accum, precision, gradient_checkpointing, ema_decay, checkpoint_every, seed,
                 output_name, resume, positive=None, latent=None, video_folder="", vae=None, clip_vision=None,
                 frames=14, width=512, height=320, fps=0.0, stride=1) -> io.NodeOutput:
+        require_inputs(cls, locals(), run_paths)
         trained, lora_path, plot = train_in_graph(
             model, mode, steps, learning_rate, weight_decay, timenoise, beta_m, a, lora_rank, lora_alpha, batch_size,
             grad_accum, precision, gradient_checkpointing, ema_decay, checkpoint_every, seed, output_name, resume,
             positive, latent, video_folder, vae, clip_vision, frames, width, height, fps, stride, node_id=NODE_ID)
         return io.NodeOutput(trained, lora_path, plot)
+
+
+def run_paths(values) -> bool | str:
+    """The data source exists and the run name is a plain name whose folders stay where they belong."""
+    folder = values.get("video_folder")
+    if isinstance(folder, str) and folder and not os.path.exists(folder):
+        return f"video_folder {shown(folder)} does not exist; give a folder of videos or a CSV, or leave it empty and connect 'latent'."
+    name = values.get("output_name")
+    if name is not None:
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\:") or name.startswith("."):
+            return f"output_name {shown(name)} must be a plain file name (no folders), e.g. 'svd_timenoise'."
+        run_targets(name)
+    return True
 
 
 NODES = [TimeNoiseTrain]

@@ -8,7 +8,10 @@ this folder on ``sys.path``, after ComfyUI's root and next to the repo root, whi
                       ``HostServer``, ``PromptFailed``, ``unavailable``;
 * ``tiny_models``   — ``tiny_svd``, ``tiny_vp``, ``tiny_wan``, ``svd_conditioning``, ``wan_conditioning``,
                       ``init_weights``, ``tiny_sd_vae``, ``tiny_wan_vae``, ``tiny_clip_vision``, ``make_stats``;
-* ``ciltest_nodes`` — the test-only ``CILTest_*`` nodes, ``CAPTURES``, ``IMAGE_STORE``.
+* ``ciltest_nodes`` — the test-only ``CILTest_*`` nodes, ``CAPTURES``, ``IMAGE_STORE``;
+* ``comfy_server``  — ``ComfyServer``: a real ``main.py`` server on 127.0.0.1 (server tests), with
+                      the test-only ``fuzz_pack`` (``CILFuzz_Finite``) beside this pack;
+* ``prompt_fuzz``   — hostile prompts drawn with a fixed seed from the toy workflows.
 
 Fixtures (here): ``host`` (booted ComfyUI), ``svd_host`` (+ CILTest_TinySVD), ``tiny_host`` (+ every
 CILTest_* node), ``captures`` (what the capture nodes recorded), ``image_store``, ``stats_dir`` /
