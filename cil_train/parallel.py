@@ -76,8 +76,10 @@ def wrap(adapter, root: nn.Module, lora, dist: Dist, mode: str, parallel: str) -
                                 'weights whole on every GPU: use run.parallel = "ddp".')
         return Parallel(adapter, dist, "fsdp", shard_fully(root, dist))
     trained = root if lora is None else nn.ModuleDict({n.replace(".", "__"): layer for n, layer in lora.layers.items()})
-    # device_ids=None: the module sits on one device already and inputs are passed as they are
-    ddp = nn.parallel.DistributedDataParallel(Denoiser(adapter, trained), device_ids=None, find_unused_parameters=lora is None)
+    # device_ids=None: the module sits on one device already and inputs are passed as they are;
+    # gradients live in DDP's all-reduce buckets (no second copy of them)
+    ddp = nn.parallel.DistributedDataParallel(Denoiser(adapter, trained), device_ids=None, find_unused_parameters=lora is None,
+                                              gradient_as_bucket_view=True)
     return Parallel(adapter, dist, "ddp", ddp)
 
 
