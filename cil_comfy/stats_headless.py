@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from cil_core.analytic_init import AnalyticStats
-from cil_core.atomic import leftover_temporaries
+from cil_core.atomic import leftover_temporaries, remove_temporaries
 from cil_core.moments import StreamingMoments
 from cil_core.stats_io import load_stats, save_stats
 from cil_core.stats_merge import skipped_list, video_list, videos_digest
@@ -150,8 +150,7 @@ def estimate_videos(job: Job, model, vae, fmt, dist) -> AnalyticStats | None:
     from tqdm import tqdm
 
     if dist.main:
-        for tmp in leftover_temporaries(job.out.parent, job.out.name):  # what a killed run left
-            tmp.unlink(missing_ok=True)
+        remove_temporaries(leftover_temporaries(job.out.parent, job.out.name))  # what a killed run left
     total = starting_stats(job)
     included = video_list(total) if total is not None else []
     skipped = skipped_list(total) if total is not None else {}

@@ -8,8 +8,8 @@ Nothing is pickled. Several processes: rank 0 writes it, with every rank's RNG s
 cursor; with FSDP each rank ``r`` > 0 first writes its shard of the tensors to
 ``step_00000100.rank0000r.safetensors`` and rank 0's file, written last, completes the checkpoint.
 
-Writes go through ``cil_core.atomic.atomic_path`` (a temporary file in the same folder, fsynced,
-renamed over the final name, folder fsynced): a reader (or ``--resume`` after SIGKILL) sees either
+Writes go through ``cil_core.atomic.atomic_path`` (a temporary folder beside the file, the file
+fsynced, renamed over the final name, folder fsynced): a reader (or ``--resume`` after SIGKILL) sees either
 a complete checkpoint or none. Temporary files a kill left behind (and shards of a checkpoint that
 was never completed) are removed by ``clean_temporaries``.
 """
@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from cil_core.atomic import atomic_path, leftover_temporaries
+from cil_core.atomic import atomic_path, leftover_temporaries, remove_temporaries
 from cil_core.validation import CILValueError
 
 FORMAT = "comfyui-cil/train-state"
@@ -71,9 +71,7 @@ def clean_temporaries(output_dir: str | Path, files: tuple[str | Path, ...] = ()
         removed += leftover_temporaries(path.parent, path.name)
     done = {step for step, _ in list_checkpoints(output_dir)}
     removed += [p for step, p in shard_files(output_dir) if step not in done]
-    for p in removed:
-        p.unlink(missing_ok=True)
-    return removed
+    return remove_temporaries(removed)
 
 
 def fault_step(kind: str, rank: int = 0) -> int | None:

@@ -228,9 +228,10 @@ def test_clean_temporaries_removes_what_an_interrupted_atomic_write_leaves(tmp_p
     keep = checkpoint_dir(tmp_path) / ".notes.txt.abc.tmp"
     keep.write_bytes(b"someone else's")
     with atomic_path(checkpoint_path(tmp_path, 4)) as tmp:
-        tmp.write_bytes(b"half")  # a kill here would leave this file
-        assert sorted(clean_temporaries(tmp_path)) == sorted([old_style, tmp])
-        assert not tmp.exists()
+        tmp.write_bytes(b"half")  # a kill here would leave this file, in its temporary folder
+        assert sorted(clean_temporaries(tmp_path)) == sorted([old_style, tmp.parent])
+        assert not tmp.parent.exists()
+        tmp.parent.mkdir()
         tmp.write_bytes(b"whole")  # (not killed after all: let the write finish)
     assert keep.is_file() and not old_style.exists() and checkpoint_path(tmp_path, 4).read_bytes() == b"whole"
 
@@ -253,8 +254,9 @@ def test_clean_temporaries_also_removes_output_temporaries_and_unfinished_shards
         for t in (png, lora_tmp, log_tmp):
             t.write_bytes(b"half")
         removed = clean_temporaries(out, ("loss.png", "log.jsonl", lora))
-        assert sorted(removed) == sorted([png, lora_tmp, log_tmp, orphan])
+        assert sorted(removed) == sorted([png.parent, lora_tmp.parent, log_tmp.parent, orphan])
         for t in (png, lora_tmp, log_tmp):
+            t.parent.mkdir()
             t.write_bytes(b"whole")  # not killed after all: let the writes finish
     assert whole.is_file() and foreign.is_file() and not orphan.exists()
 
