@@ -74,7 +74,8 @@ def training_loss(adapter: TrainAdapter, batch: Batch, loss_cfg: LossConfig, con
         cond["drop"] = (torch.rand(total, generator=generator, dtype=torch.float64) < cond_dropout)[rows]
     draws = draw_training_randomness(adapter.family, loss_cfg, total, tuple(batch.x0.shape[1:]), *item_shapes(cond), generator,
                                      sigma=sigma, noise=noise)
-    return diffusion_loss(adapter.family, denoise or adapter.denoise, batch.x0, cond, loss_cfg, draws=draws.rows(rows) if world > 1 else draws)
+    mine = draws.rows(rows) if world > 1 else draws
+    return diffusion_loss(adapter.family, denoise or adapter.denoise, batch.x0, cond, loss_cfg, draws=mine)
 
 
 @dataclass
@@ -160,7 +161,8 @@ class Trainer:
         if self.dist.main:
             removed = self._clean()
             if removed:
-                print(f"cil train: removed {len(removed)} unfinished checkpoint file(s) from a killed run", file=sys.stderr)
+                names = ", ".join(p.name for p in removed)
+                print(f"cil train: removed {len(removed)} unfinished file(s) of a killed run: {names}", file=sys.stderr)
         self.dist.barrier()
         path = latest_checkpoint(self.out)
         if path is None:
