@@ -72,7 +72,7 @@ def clean_videos(tmp_path_factory, make_video) -> Path:
 MODES = {  # the config sections of both runs (batch: 4 for one process, 2 each for two)
     "lora-ddp": dict(loss={"cond_dropout": 0.2}, run={"steps": 6, "checkpoint_every": 2, "keep_checkpoints": 5}),
     "full-fsdp": dict(mode="full", optim={"lr": 1e-3, "grad_accum": 2, "ema_decay": 0.9},
-                      run={"steps": 5, "checkpoint_every": 2, "keep_checkpoints": 2, "parallel": "fsdp"}),
+                      run={"steps": 5, "checkpoint_every": 2, "keep_checkpoints": 2, "parallel": "fsdp", "grad_checkpointing": True}),
 }
 
 
