@@ -13,6 +13,7 @@ either way; before, ComfyUI's bilinear ``common_upscale`` did this.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -101,9 +102,11 @@ def save_named_stats(stats: AnalyticStats, filename: str, overwrite: bool) -> Pa
 
 # --- estimation ----------------------------------------------------------------------------------
 
-def encode_to_model_space(vae, model, clip: torch.Tensor) -> torch.Tensor:
-    """CFHW model-space latent of one clip [F, H, W, 3]: process_in(vae.encode(clip))."""
-    latent = model.get_model_object("latent_format").process_in(vae.encode(clip[:, :, :, :3]).to(torch.float32))
+def encode_to_model_space(vae, model, clip: torch.Tensor, latent_format=None) -> torch.Tensor:
+    """CFHW model-space latent of one clip [F, H, W, 3]: process_in(vae.encode(clip)), with the
+    model's latent format (``latent_format`` when there is no ``model``: a VAE file alone)."""
+    fmt = model.get_model_object("latent_format") if model is not None else latent_format
+    latent = fmt.process_in(vae.encode(clip[:, :, :, :3]).to(torch.float32))
     if latent.dim() == 4:  # image VAE: frames as batch [F, C, h, w]
         return latent.permute(1, 0, 2, 3)
     if latent.dim() == 5:  # video VAE: [1, C, F', h, w]
@@ -160,7 +163,7 @@ def check_clip_fits(vae, frames: int, height: int, width: int) -> None:
 def start_frames_to_skip(model) -> tuple[int, str]:
     """(k, note): replacement models hold the start image in their first k latent frames, which
     sampling never generates, so their stats cover frames k.. only (Analytic-Init reads skip_frames)."""
-    slot = find_slot(model)
+    slot = find_slot(model) if model is not None else None
     if slot is None or not slot.is_replace:
         return 0, ""
     k = START_FRAMES
@@ -179,23 +182,34 @@ def generated_frames(latent_cfhw: torch.Tensor, skip: int) -> torch.Tensor:
 
 
 def estimate_through_vae(model, vae, frames: int, width: int, height: int, folder: str, frame_stride: int, max_videos: int,
-                         images=None, resume: AnalyticStats | None = None) -> tuple[AnalyticStats, str]:
+                         images=None, resume: AnalyticStats | None = None, *, videos: list | None = None, fps: float = 0.0,
+                         latent_format=None, on_clip=None, report: FolderReport | None = None,
+                         allow_empty: bool = False) -> tuple[AnalyticStats | None, str]:
     """Estimate Analytic Stats: stream clips (a folder of videos or an IMAGE batch) through the VAE
-    into float64 Welford moments, with ComfyUI's progress bar and cancel."""
+    into float64 Welford moments, with ComfyUI's progress bar and cancel.
+
+    The headless ``cil stats estimate`` runs this same engine, with: ``videos`` (video paths, in
+    place of ``folder``), ``fps`` (resample rate, 0 = the videos' own), ``latent_format`` (when
+    ``model`` is None: stats from a VAE file and a named latent format), ``on_clip`` (called after
+    each clip), ``report`` (filled with the videos used and skipped) and ``allow_empty`` ((None,
+    info) instead of an error when no clip could be used)."""
     import comfy.model_management
     import comfy.utils
 
-    report = FolderReport()
+    report = report if report is not None else FolderReport()
     if not (width and height):
         width = height = 0  # keep the source size
     size = {"hw": (height, width) if width and height else None}
     if size["hw"]:
         check_clip_fits(vae, frames, height, width)  # before any clip is read
-    if folder.strip():
+    if videos is not None:
+        files = [Path(v) for v in videos]
+        clips, total, source = clips_from_folder(files, frames, frame_stride, report, width, height, fps), len(files), "videos"
+    elif folder.strip():
         files = list_videos(resolve_folder(folder))
         if max_videos:
             files = files[:max_videos]
-        clips, total, source = clips_from_folder(files, frames, frame_stride, report, width, height), len(files), str(folder)
+        clips, total, source = clips_from_folder(files, frames, frame_stride, report, width, height, fps), len(files), str(folder)
     elif images is not None:
         clip_list = clips_from_images(images, frames)
         clips, total, source = iter(clip_list), len(clip_list), "images"
@@ -212,24 +226,31 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
                 size["hw"] = (clip.shape[1], clip.shape[2])
                 check_clip_fits(vae, frames, *size["hw"])
             clip = resize_clip(clip, size["hw"][1], size["hw"][0])
-            yield generated_frames(encode_to_model_space(vae, model, clip), skip)
+            yield generated_frames(encode_to_model_space(vae, model, clip, latent_format), skip)
             pbar.update(1)
+            if on_clip is not None:
+                on_clip()
 
-    family = detect_family(model)
     meta = {
-        "family": json.dumps(family.describe()),
-        "latent_format": latent_format_name(model),
+        "family": json.dumps(detect_family(model).describe()) if model is not None else "",
+        "latent_format": latent_format_name(model) if model is not None else type(latent_format).__name__,
         "frames": str(frames),
         "source": source,
     }
     if skip:
         meta.update(skip_frames=str(skip), note=note)
+    stream = latents()
+    if allow_empty:
+        first = next(stream, None)
+        if first is None:
+            return None, f"no usable clip ({report.summary()})"
+        stream = itertools.chain([first], stream)
     try:
-        stats = estimate_stats(latents(), meta, resume=resume)
+        stats = estimate_stats(stream, meta, resume=resume)
     except CILValueError as exc:
-        raise CILValueError(f"{exc} ({report.summary()})" if folder.strip() else str(exc)) from None
+        raise CILValueError(f"{exc} ({report.summary()})" if folder.strip() or videos is not None else str(exc)) from None
     stats.meta["height"], stats.meta["width"] = (str(v) for v in size["hw"])
     info = f"estimated from {source}: {stats_info(stats)}" + (f"; {note}" if skip else "")
-    if folder.strip():
+    if folder.strip() or videos is not None:
         info += f"; {report.summary()}"
     return stats, info

@@ -123,13 +123,21 @@ class ComfyAdapter(TrainAdapter):
         emb, options = positive[0][0], dict(positive[0][1])
         return {"latent": samples[0], "options": options | {"cross_attn": emb.float().clone()}}
 
-    def export_full(self, path: Path, metadata: dict[str, str]) -> Path:
+    def export_full(self, path: Path, metadata: dict[str, str], state_dict: dict | None = None) -> Path:
         """A stock checkpoint (SGM keys; + VAE / CLIP vision when they were loaded) that ComfyUI's
-        checkpoint loaders read, written atomically."""
+        checkpoint loaders read, written atomically (cil_core.atomic). ``state_dict``: the network's
+        weights gathered from FSDP shards, saved in place of the (sharded) network's own."""
         import comfy.sd
 
-        with atomic_path(path) as tmp:
-            comfy.sd.save_checkpoint(str(tmp), self.patcher, clip=None, vae=self.vae, clip_vision=self.clip_vision, metadata=metadata)
+        net = self.bm.diffusion_model
+        if state_dict is not None:
+            net.state_dict = lambda *a, **k: dict(state_dict)  # read by ComfyUI's state_dict_for_saving
+        try:
+            with atomic_path(path) as tmp:
+                comfy.sd.save_checkpoint(str(tmp), self.patcher, clip=None, vae=self.vae, clip_vision=self.clip_vision, metadata=metadata)
+        finally:
+            if state_dict is not None:
+                del net.state_dict
         return Path(path)
 
 

@@ -1,11 +1,18 @@
-"""Atomic file writes: write a temporary file in the target folder, fsync it, rename it over the
-target and fsync the folder, so a reader (or a kill) never sees a half-written file and a failed
-write keeps the old one. A kill mid-write leaves a temporary ``.<name>.<random>.tmp`` behind;
-``leftover_temporaries`` finds them."""
+"""Atomic file writes: write into a private temporary folder next to the target, fsync the file,
+rename it over the target and fsync the folder, so a reader (or a kill) never sees a half-written
+file and a failed write keeps the old one.
+
+The temporary is a FOLDER, ``.<name>.<random>.tmp/``, holding the file under its final name: some
+writers make temporaries of their own beside the path they are given (safetensors ≥ 0.6 writes
+``.tmpXXXXXX`` and renames it), and those stay inside it. A kill mid-write leaves that folder
+behind; ``leftover_temporaries`` finds it (and the single temporary files of earlier versions) and
+``remove_temporaries`` deletes them.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,26 +29,26 @@ def temporary_prefix(path: str | os.PathLike) -> str:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on normal exit it replaces ``path`` atomically;
-    on an exception it is removed and ``path`` is left as it was."""
+    """Yield a path to write ``path``'s new content to; on normal exit it replaces ``path``
+    atomically (with the usual permissions for a new file); on an exception it is removed and
+    ``path`` is left as it was."""
     path = Path(path)
     if path.exists() and not path.is_file():  # a device, a FIFO or a folder is never replaced by a file
         raise CILValueError(f"{str(path)!r} exists and is not a regular file; write to a file path instead.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+    folder = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent))
+    tmp = folder / path.name
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # writers that rename their own temporary leave it 0600
         os.replace(tmp, path)
         fsync_folder(path.parent)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -65,9 +72,19 @@ def fsync_folder(folder: str | os.PathLike) -> None:
 
 
 def leftover_temporaries(folder: str | os.PathLike, name_pattern: str = "*") -> list[Path]:
-    """Temporary files that ``atomic_path`` left in ``folder`` (killed mid-write) for targets whose
-    names match the glob ``name_pattern``."""
+    """Temporaries that ``atomic_path`` left in ``folder`` (killed mid-write) for targets whose
+    names match the glob ``name_pattern``: its folders, and the files of earlier versions."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     return sorted(folder.glob(f"{temporary_prefix(name_pattern)}*{TEMPORARY_SUFFIX}"))
+
+
+def remove_temporaries(paths: list[Path]) -> list[Path]:
+    """Delete the temporaries ``leftover_temporaries`` found; returns them."""
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return paths

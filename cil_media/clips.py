@@ -44,9 +44,11 @@ def list_videos(folder: Path) -> list[Path]:
 
 @dataclass
 class FolderReport:
-    used: list[str] = field(default_factory=list)
+    used: list[str] = field(default_factory=list)  # file names
     too_short: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    used_paths: list[str] = field(default_factory=list)  # the same videos, as the paths given
+    reasons: dict[str, str] = field(default_factory=dict)  # path of each skipped video → why
 
     def summary(self) -> str:
         text = f"{len(self.used)} video(s) used"
@@ -58,16 +60,18 @@ class FolderReport:
 
 
 def clips_from_folder(files: list[Path], frames: int, stride: int, report: FolderReport, width: int = 0,
-                      height: int = 0) -> Iterator[torch.Tensor]:
+                      height: int = 0, fps: float = 0.0) -> Iterator[torch.Tensor]:
     """One clip per readable video that is long enough: its first ``frames`` frames, every
-    ``stride``-th, at width × height (0 × 0: the first used video's size for all); the others are
-    recorded in ``report``."""
+    ``stride``-th (after resampling to ``fps``; 0 keeps the video's rate), at width × height (0 × 0:
+    the first used video's size for all); the others are recorded in ``report``."""
     for path in files:
         try:
-            clip = decode_clip(path, ClipSpec(frames, height, width, stride=stride, clip_start="first"))["pixels"]
+            clip = decode_clip(path, ClipSpec(frames, height, width, fps=fps, stride=stride, clip_start="first"))["pixels"]
         except VideoDecodeError as exc:  # a bad file must not end the estimate
-            (report.too_short if exc.too_short else report.failed).append(path.name)
+            (report.too_short if exc.too_short else report.failed).append(Path(path).name)
+            report.reasons[str(path)] = str(exc)
             continue
         height, width = clip.shape[1:3]
-        report.used.append(path.name)
+        report.used.append(Path(path).name)
+        report.used_paths.append(str(path))
         yield clip.to(torch.float32) / 255.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from cil_core.validation import CILValueError, shown
@@ -30,12 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def rank_tag() -> str:
+    """" (rank r of W)" in a process that torchrun started among several, else ""."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f" (rank {rank} of {world})" if world.isdigit() and int(world) > 1 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CILValueError as exc:
-        print(f"cil {args.command}: error: {exc}", file=sys.stderr)
+        print(f"cil {args.command}: error: {exc}{rank_tag()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cil {args.command}: interrupted", file=sys.stderr)

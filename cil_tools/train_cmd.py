@@ -6,7 +6,9 @@ HELP = "TimeNoise fine-tuning through ComfyUI's model code (--config FILE)"
 DESCRIPTION = (
     "Fine-tune an image-to-video model with TimeNoise (LoRA or full) from a TOML/JSON config. "
     "ComfyUI is found from model.comfyui_path, $COMFYUI_PATH or an importable ComfyUI. "
-    "Checkpoints go to <run.output_dir>/checkpoints; --resume continues from the newest one."
+    "Checkpoints go to <run.output_dir>/checkpoints; --resume continues from the newest one. "
+    "Several GPUs (or CPU processes): start it with torchrun --nproc_per_node N -m cil_tools.cli train ... "
+    "(or accelerate launch); data.batch_size is per process."
 )
 
 
@@ -47,6 +49,7 @@ def run(args) -> int:
     from dataclasses import replace
 
     from cil_train.config import load_config
+    from cil_train.distributed import from_env
     from cil_train.run import run_training
 
     from .outputs import output_folder
@@ -64,10 +67,14 @@ def run(args) -> int:
         run_section = replace(run_section, progress=False)
     cfg = replace(cfg, run=run_section).validate()
     output_folder("--output-dir" if args.output_dir is not None else "run.output_dir", cfg.run.output_dir)
-    if cfg.model.kind == "tiny":
-        run_training(cfg, resume=args.resume)
-    else:
-        from cil_comfy.training import adapter_from_config
+    dist = from_env(cfg.model.device, cfg.run.dist_timeout)  # before ComfyUI boots: it picks this process's GPU
+    try:
+        if cfg.model.kind == "tiny":
+            run_training(cfg, resume=args.resume, dist=dist)
+        else:
+            from cil_comfy.training import adapter_from_config
 
-        run_training(cfg, resume=args.resume, adapter=adapter_from_config(cfg))
+            run_training(cfg, resume=args.resume, adapter=adapter_from_config(cfg), dist=dist)
+    finally:
+        dist.close()
     return 0

@@ -108,7 +108,7 @@ def save_toy_model(path: str | os.PathLike, net: ToyVideoNet, family: DiffusionF
         raise CILValueError(f"toy weights need metadata {missing}.")
     tensors = {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()}
     written = atomic_save_safetensors(tensors, path, full)
-    written.chmod(0o644)  # mkstemp makes 0600 files; package data must be world-readable
+    written.chmod(0o644)  # package data must be world-readable, whatever the umask
     return written
 
 

@@ -63,7 +63,9 @@ class TrainAdapter(ABC):
         """Entered around the training loop (e.g. swap in differentiable kernels)."""
         return contextlib.nullcontext()
 
-    def export_full(self, path: Path, metadata: dict[str, str]) -> Path:
+    def export_full(self, path: Path, metadata: dict[str, str], state_dict: dict | None = None) -> Path:
+        """Write the trained network as a file the model's usual loader reads; ``state_dict``: its
+        weights gathered from shards (FSDP), used instead of the network's own."""
         raise NotImplementedError(f"{type(self).__name__} cannot export a full model")
 
 

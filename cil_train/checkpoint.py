@@ -3,11 +3,15 @@
 ``<output_dir>/checkpoints/step_00000100.safetensors`` holds every tensor of the state
 (trainable parameters ``param/…``, EMA ``ema/…``, optimizer state ``optim/<i>/<name>``, RNG
 states ``rng/…`` as uint8) and, in its metadata, the small state as JSON (step, data cursor,
-skipped videos, optimizer hyper-parameters, grad-scaler, config hash). Nothing is pickled.
+skipped videos, optimizer hyper-parameters, grad-scaler, config hash, number of processes).
+Nothing is pickled. Several processes: rank 0 writes it, with every rank's RNG state and data
+cursor; with FSDP each rank ``r`` > 0 first writes its shard of the tensors to
+``step_00000100.rank0000r.safetensors`` and rank 0's file, written last, completes the checkpoint.
 
-Writes go through ``cil_core.atomic.atomic_path`` (a temporary file in the same folder, fsynced,
-renamed over the final name, folder fsynced): a reader (or ``--resume`` after SIGKILL) sees either
-a complete checkpoint or none. Temporary files a kill left behind are removed by ``clean_temporaries``.
+Writes go through ``cil_core.atomic.atomic_path`` (a temporary folder beside the file, the file
+fsynced, renamed over the final name, folder fsynced): a reader (or ``--resume`` after SIGKILL) sees either
+a complete checkpoint or none. Temporary files a kill left behind (and shards of a checkpoint that
+was never completed) are removed by ``clean_temporaries``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from cil_core.atomic import atomic_path, leftover_temporaries
+from cil_core.atomic import atomic_path, leftover_temporaries, remove_temporaries
 from cil_core.validation import CILValueError
 
 FORMAT = "comfyui-cil/train-state"
 NAME = re.compile(r"^step_(\d{8})\.safetensors$")
-FAULT_ENV = "CIL_TRAIN_FAULT"  # test hook: "kill_in_checkpoint=<step>" (SIGKILL with a half-written temp file)
+SHARD = re.compile(r"^step_(\d{8})\.rank(\d{5})\.safetensors$")
+FAULT_ENV = "CIL_TRAIN_FAULT"  # test hook: "kill_in_checkpoint=<step>[@rank]" (SIGKILL with a half-written temp file)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -46,36 +51,76 @@ def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def clean_temporaries(output_dir: str | Path) -> list[Path]:
+def shard_path(output_dir: str | Path, step: int, rank: int) -> Path:
+    return checkpoint_dir(output_dir) / f"step_{step:08d}.rank{rank:05d}.safetensors"
+
+
+def shard_files(output_dir: str | Path) -> list[tuple[int, Path]]:
+    folder = checkpoint_dir(output_dir)
+    if not folder.is_dir():
+        return []
+    return sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := SHARD.match(p.name)))
+
+
+def clean_temporaries(output_dir: str | Path, files: tuple[str | Path, ...] = ()) -> list[Path]:
+    """Remove what a killed run left: temporaries of checkpoints and of ``files`` (the run's other
+    outputs, relative to ``output_dir`` or absolute), and shards of checkpoints never completed."""
     removed = leftover_temporaries(checkpoint_dir(output_dir), "step_*.safetensors")
-    for p in removed:
-        p.unlink(missing_ok=True)
-    return removed
+    for name in files:
+        path = Path(output_dir) / name
+        removed += leftover_temporaries(path.parent, path.name)
+    done = {step for step, _ in list_checkpoints(output_dir)}
+    removed += [p for step, p in shard_files(output_dir) if step not in done]
+    return remove_temporaries(removed)
 
 
-def fault_step(kind: str) -> int | None:
-    """Step number of an injected fault of ``kind`` from $CIL_TRAIN_FAULT (tests only)."""
+def fault_step(kind: str, rank: int = 0) -> int | None:
+    """Step number of an injected fault of ``kind`` from $CIL_TRAIN_FAULT (tests only); an entry
+    ``kind=step@r`` is for rank r only."""
     spec = os.environ.get(FAULT_ENV, "")
     for part in spec.split(","):
         name, _, value = part.partition("=")
-        if name.strip() == kind and value.strip().isdigit():
+        value, _, only = value.strip().partition("@")
+        if name.strip() == kind and value.isdigit() and (not only or only == str(rank)):
             return int(value)
     return None
 
 
-def save_checkpoint(output_dir: str | Path, step: int, tensors: dict[str, torch.Tensor], state: dict, keep: int) -> Path:
-    """Atomically write the checkpoint of ``step``; keep the newest ``keep`` ones."""
-    final = checkpoint_path(output_dir, step)
-    meta = {"format": FORMAT, "state": json.dumps(state, sort_keys=True)}
+def _write(final: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], step: int, rank: int) -> Path:
     with atomic_path(final) as tmp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        if fault_step("kill_in_checkpoint") == step:  # simulate dying mid-write: leave half a file
+        if fault_step("kill_in_checkpoint", rank) == step:  # simulate dying mid-write: leave half a file
             with open(tmp, "r+b") as fh:
                 fh.truncate(os.path.getsize(tmp) // 2)
             os.kill(os.getpid(), signal.SIGKILL)
-    for old_step, old in list_checkpoints(output_dir)[:-keep]:
-        old.unlink(missing_ok=True)
     return final
+
+
+def save_checkpoint(output_dir: str | Path, step: int, tensors: dict[str, torch.Tensor], state: dict, keep: int) -> Path:
+    """Atomically write the checkpoint of ``step`` (rank 0); keep the newest ``keep`` ones (and their shards)."""
+    final = _write(checkpoint_path(output_dir, step), tensors, {"format": FORMAT, "state": json.dumps(state, sort_keys=True)}, step, 0)
+    kept = {s for s, _ in list_checkpoints(output_dir)[-keep:]}
+    for old_step, old in list_checkpoints(output_dir)[:-keep] + shard_files(output_dir):
+        if old_step not in kept:
+            old.unlink(missing_ok=True)
+    return final
+
+
+def save_shard(output_dir: str | Path, step: int, rank: int, tensors: dict[str, torch.Tensor]) -> Path:
+    """Atomically write rank ``rank``'s shard of the checkpoint of ``step`` (before rank 0's file)."""
+    return _write(shard_path(output_dir, step, rank), tensors, {"format": FORMAT + "-shard", "rank": str(rank)}, step, rank)
+
+
+def load_shard(output_dir: str | Path, step: int, rank: int) -> dict[str, torch.Tensor]:
+    path = shard_path(output_dir, step, rank)
+    if not path.is_file():
+        raise CILValueError(f"checkpoint step {step} lacks {path.name} (rank {rank}'s shard); the checkpoints folder "
+                            "is incomplete: delete that step's files to resume from an older one.")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise CILValueError(f"checkpoint shard {path} is unreadable ({type(exc).__name__}: {exc}).") from None
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -21,6 +21,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 FAMILIES = ("auto", "svd", "dynamicrafter", "wan", "edm", "vp", "flow")
 CLIP_STARTS = ("random", "first", "center")
 EXPORT_WEIGHTS = ("ema", "raw")
+PARALLEL = ("ddp", "fsdp")
 
 # Official TimeNoise β_m per family (survey G.1); Wan has no official value (see README).
 DEFAULT_BETA_M = {"svd": 15.0, "edm": 15.0, "dynamicrafter": 100.0, "vp": 100.0, "wan": 100.0, "flow": 100.0}
@@ -114,6 +115,8 @@ class RunSection:
     grad_checkpointing: bool = False
     export_weights: str = "ema"  # ema (when ema_decay > 0) | raw
     progress: bool = True
+    parallel: str = "ddp"  # several processes (torchrun): ddp (LoRA or full) | fsdp (full: shard weights + AdamW)
+    dist_timeout: float = 600.0  # seconds a collective waits for the other processes before the job fails
 
 
 @dataclass
@@ -144,6 +147,7 @@ class TrainConfig:
         _choice("loss.per_sample_scalar", str(self.loss.per_sample_scalar).lower(), ("auto", "true", "false"))
         _choice("run.precision", self.run.precision, PRECISIONS)
         _choice("run.export_weights", self.run.export_weights, EXPORT_WEIGHTS)
+        _choice("run.parallel", self.run.parallel, PARALLEL)
         _choice("lora.save_dtype", self.lora.save_dtype, PRECISIONS)
         for name, value in (
             ("data.frames", self.data.frames), ("data.stride", self.data.stride), ("data.height", self.data.height),
@@ -153,6 +157,11 @@ class TrainConfig:
         ):
             if int(value) < 1:
                 raise CILValueError(f"{name}={value!r} must be an integer >= 1.")
+        if not self.run.dist_timeout > 0:
+            raise CILValueError(f"run.dist_timeout={self.run.dist_timeout!r} must be > 0 seconds.")
+        if self.run.parallel == "fsdp" and self.mode != "full":
+            raise CILValueError('run.parallel = "fsdp" shards full fine-tunes (mode = "full"); a LoRA run keeps the frozen '
+                                'weights whole on every GPU: use run.parallel = "ddp".')
         if self.data.workers < 0 or self.data.fps < 0 or self.optim.warmup_steps < 0:
             raise CILValueError("data.workers, data.fps and optim.warmup_steps must be >= 0.")
         if not 0.0 <= self.optim.ema_decay < 1.0:

@@ -180,10 +180,18 @@ class Cursor:
 
 
 class KeySampler(torch.utils.data.Sampler):
-    """Endless keys from ``start``; entries in ``skip`` (known bad) are passed over."""
+    """Endless keys from ``start``; entries in ``skip`` (known bad) are passed over.
 
-    def __init__(self, n: int, seed: int, start: Cursor, skip: set[int] = frozenset()) -> None:
+    With ``world`` > 1 processes, process ``rank`` takes every ``world``-th key of the one endless
+    order (global index epoch·n + position), like ``DistributedSampler``: together the processes see
+    exactly the keys one process would, a global batch of world × B keys being B consecutive keys
+    per process, interleaved. The skip list is applied after that split, so learning that a
+    video is bad never moves a key to another process.
+    """
+
+    def __init__(self, n: int, seed: int, start: Cursor, skip: set[int] = frozenset(), rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.start, self.skip = n, seed, start, set(skip)
+        self.rank, self.world = rank, world
         if len(self.skip) >= n:
             raise CILValueError(f"all {n} training videos failed to decode; see the skipped list in the log.")
 
@@ -192,7 +200,7 @@ class KeySampler(torch.utils.data.Sampler):
         while True:
             order = epoch_order(self.seed, epoch, self.n)
             for p in range(pos, self.n):
-                if order[p] not in self.skip:
+                if (epoch * self.n + p) % self.world == self.rank and order[p] not in self.skip:
                     yield (epoch, p, order[p])
             epoch, pos = epoch + 1, 0
 
@@ -201,9 +209,11 @@ def _identity(x):
     return x
 
 
-def record_stream(dataset: ClipDataset, seed: int, start: Cursor, workers: int, skip: set[int] = frozenset()) -> Iterator[dict]:
-    """Records in sampler order, decoded by ``workers`` processes (0: in this process)."""
-    sampler = KeySampler(len(dataset), seed, start, skip)
+def record_stream(dataset: ClipDataset, seed: int, start: Cursor, workers: int, skip: set[int] = frozenset(),
+                  rank: int = 0, world: int = 1) -> Iterator[dict]:
+    """Records in sampler order (this process's share of it), decoded by ``workers`` processes (0: in
+    this process)."""
+    sampler = KeySampler(len(dataset), seed, start, skip, rank, world)
     if workers == 0:
         return (dataset[k] for k in sampler)
     loader = torch.utils.data.DataLoader(

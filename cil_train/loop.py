@@ -9,6 +9,13 @@ Randomness: every training draw (σ, noise, β, condition noise, dropout) comes 
 ``torch.Generator`` seeded with ``run.seed``; its state, the data cursor, optimizer, EMA and the
 global RNG are checkpointed, so ``resume`` continues the exact loss sequence of an
 uninterrupted run.
+
+Several processes (``dist``, from ``torchrun``): each takes every world-th clip of the one data
+order (``KeySampler``) and, from a generator that is the same on every rank, draws the randomness
+of the whole global batch and keeps its own rows (``training_loss``), so a W-process run with B
+clips each sees the clips and numbers of one process with W·B. Gradients are averaged over
+processes (``parallel``: DDP or FSDP2), logged values too; rank 0 writes logs, plots and
+checkpoints.
 """
 
 from __future__ import annotations
@@ -24,18 +31,17 @@ from pathlib import Path
 import torch
 
 from cil_core.validation import CILValueError
-from cil_core.losses import LossConfig, diffusion_loss
+from cil_core.losses import LossConfig, diffusion_loss, draw_training_randomness, item_shapes
 
-from . import grad_ckpt
+from . import grad_ckpt, parallel, train_state
 from .adapters import Batch, TrainAdapter
-from .checkpoint import (
-    clean_temporaries, fault_step, latest_checkpoint, list_checkpoints, load_checkpoint, optimizer_from_flat,
-    optimizer_to_flat, rng_from_tensors, rng_to_tensors, save_checkpoint,
-)
+from .checkpoint import clean_temporaries, fault_step, latest_checkpoint, list_checkpoints
 from .config import TrainConfig
 from .data import ClipDataset, Cursor, LatentCache, record_stream
+from .distributed import Dist
 from .lora import LoraSet, LoraSpec
-from .progress import TrainLog, save_loss_curve
+from .progress import OUTPUT_FILES, TrainLog, save_loss_curve
+from .weights import make_trainable_storage, swapped_weights
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 LORA_FORMAT = "comfyui-cil/timenoise-lora"
@@ -53,13 +59,23 @@ def loss_config(cfg: TrainConfig, family_name: str) -> LossConfig:
 
 def training_loss(adapter: TrainAdapter, batch: Batch, loss_cfg: LossConfig, cond_dropout: float,
                   generator: torch.Generator, *, sigma: torch.Tensor | None = None,
-                  noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                  noise: torch.Tensor | None = None, shard: tuple[int, int] = (0, 1),
+                  denoise=None) -> tuple[torch.Tensor, dict]:
     """Unreduced loss of one batch. Draw order from ``generator``: dropout mask (only when
-    ``cond_dropout > 0``), then cil_core's σ, x noise, β, condition noise."""
+    ``cond_dropout > 0``), then cil_core's σ, x noise, β, condition noise.
+
+    ``shard = (rank, world)``: this batch holds items rank, rank + world, … of a global batch of
+    world × B items; the draws are made for the global batch and this process keeps those rows."""
+    rank, world = shard
+    total = batch.x0.shape[0] * world
+    rows = slice(rank, None, world)
     cond = dict(batch.cond)
     if cond_dropout > 0:
-        cond["drop"] = torch.rand(batch.x0.shape[0], generator=generator, dtype=torch.float64) < cond_dropout
-    return diffusion_loss(adapter.family, adapter.denoise, batch.x0, cond, loss_cfg, generator=generator, sigma=sigma, noise=noise)
+        cond["drop"] = (torch.rand(total, generator=generator, dtype=torch.float64) < cond_dropout)[rows]
+    draws = draw_training_randomness(adapter.family, loss_cfg, total, tuple(batch.x0.shape[1:]), *item_shapes(cond), generator,
+                                     sigma=sigma, noise=noise)
+    mine = draws.rows(rows) if world > 1 else draws
+    return diffusion_loss(adapter.family, denoise or adapter.denoise, batch.x0, cond, loss_cfg, draws=mine)
 
 
 @dataclass
@@ -80,17 +96,20 @@ class Trainer:
 
     ``on_step(step, row)`` is called after each step (progress bars); ``check_cancel()`` may
     raise to stop (ComfyUI's interrupt). ``export_full=False`` skips writing a full model file
-    (the node hands the trained MODEL on instead).
+    (the node hands the trained MODEL on instead). ``dist``: this process's place in a
+    multi-process run (``distributed.from_env``); one process by default.
     """
 
     def __init__(self, adapter: TrainAdapter, dataset: ClipDataset, cfg: TrainConfig, *,
                  on_step: Callable[[int, dict], None] | None = None, check_cancel: Callable[[], None] | None = None,
-                 export_full: bool = True, lora_name: str = "lora.safetensors", extra_metadata: dict | None = None) -> None:
+                 export_full: bool = True, lora_name: str = "lora.safetensors", extra_metadata: dict | None = None,
+                 dist: Dist | None = None) -> None:
         self.adapter, self.dataset, self.cfg = adapter, dataset, cfg
         self.on_step, self.check_cancel, self.export_full_model = on_step, check_cancel, export_full
         self.lora_name, self.extra_metadata = lora_name, dict(extra_metadata or {})
+        self.dist = dist or Dist()
         self.out = Path(cfg.run.output_dir)
-        self.log = TrainLog(self.out)
+        self.log = TrainLog(self.out, write=self.dist.main)
         self.loss_cfg = loss_config(cfg, adapter.family_name)
         self.generator = torch.Generator().manual_seed(cfg.run.seed)
         self.cache = (LatentCache(cfg.data.latent_cache, adapter.encoder_id(), dataset.spec)
@@ -99,6 +118,7 @@ class Trainer:
         self.step, self.cursor = 0, Cursor()
         self.skipped: dict[str, str] = {}
         self.bad_indices: set[int] = set()
+        self.new_bad: list[list] = []  # [index, path, error] found in this step, not yet shared
 
     # --- set-up ---------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -116,6 +136,9 @@ class Trainer:
             root.requires_grad_(True)
             self.params = dict(root.named_parameters())
         o = self.cfg.optim
+        self.parallel = parallel.wrap(self.adapter, root, self.lora, self.dist, self.cfg.mode, self.cfg.run.parallel)
+        if self.parallel.sharded:  # the parameters are now DTensors: train (and checkpoint) those
+            self.params = dict(root.named_parameters())
         self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
                                            weight_decay=o.weight_decay)
         self.ema = ({n: p.detach().float().clone() for n, p in self.params.items()} if o.ema_decay > 0 else None)
@@ -133,53 +156,26 @@ class Trainer:
             if n in getattr(self, "_flags", {}):
                 p.requires_grad_(self._flags[n])
 
-    # --- state ----------------------------------------------------------------------------
-    def _state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
-        tensors = {f"param/{n}": p.detach() for n, p in self.params.items()}
-        if self.ema is not None:
-            tensors.update({f"ema/{n}": t for n, t in self.ema.items()})
-        opt_tensors, opt_small = optimizer_to_flat(self.optimizer)
-        tensors.update(opt_tensors)
-        tensors.update(rng_to_tensors(self.generator))
-        state = {
-            "step": self.step, "cursor": {"epoch": self.cursor.epoch, "position": self.cursor.position},
-            "skipped": self.skipped, "bad_indices": sorted(self.bad_indices), "optimizer": opt_small,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "config_hash": self.cfg.trajectory_hash(), "mode": self.cfg.mode,
-        }
-        return tensors, state
-
+    # --- state ---------------------------------------------------------------------------
     def _resume(self) -> bool:
-        removed = clean_temporaries(self.out)
-        if removed:
-            print(f"cil train: removed {len(removed)} unfinished checkpoint file(s) from a killed run", file=sys.stderr)
+        if self.dist.main:
+            removed = self._clean()
+            if removed:
+                names = ", ".join(p.name for p in removed)
+                print(f"cil train: removed {len(removed)} unfinished file(s) of a killed run: {names}", file=sys.stderr)
+        self.dist.barrier()
         path = latest_checkpoint(self.out)
         if path is None:
-            print(f"cil train: no checkpoint in {self.out}; starting from step 0", file=sys.stderr)
+            if self.dist.main:
+                print(f"cil train: no checkpoint in {self.out}; starting from step 0", file=sys.stderr)
             return False
-        tensors, state = load_checkpoint(path)
-        if state["config_hash"] != self.cfg.trajectory_hash() or state["mode"] != self.cfg.mode:
-            raise CILValueError(
-                f"{path.name} was written with different training settings (config hash {state['config_hash']} vs "
-                f"{self.cfg.trajectory_hash()}); resume with the same config (only run.steps, paths, workers may change)."
-            )
-        with torch.no_grad():
-            for n, p in self.params.items():
-                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
-            if self.ema is not None:
-                for n in self.ema:
-                    self.ema[n].copy_(tensors[f"ema/{n}"])
-        optimizer_from_flat(self.optimizer, {k: v.to(self.adapter.device) for k, v in tensors.items()}, state["optimizer"])
-        rng_from_tensors(self.generator, tensors)
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        self.cursor = Cursor(**state["cursor"])
-        self.skipped = dict(state.get("skipped", {}))
-        self.bad_indices = set(state.get("bad_indices", []))
+        train_state.restore(self, path)
         self.log.truncate(self.step)
-        print(f"cil train: resumed from {path.name} (step {self.step})", file=sys.stderr)
         return True
+
+    def _clean(self) -> list[Path]:
+        """Remove the temporaries of ours a killed run left in the output folder."""
+        return clean_temporaries(self.out, (*OUTPUT_FILES, self.lora_name))
 
     # --- data -----------------------------------------------------------------------------
     def _next_batch(self, records) -> Batch:
@@ -202,10 +198,21 @@ class Trainer:
         if idx not in self.bad_indices:
             self.bad_indices.add(idx)
             self.skipped[record["path"]] = record["error"]
-            self.log.write_skipped(self.skipped)
-            print(f"cil train: skipped {record['path']}: {record['error']}", file=sys.stderr)
+            self.new_bad.append([idx, record["path"], record["error"]])
+            if not self.dist.active:
+                self.log.write_skipped(self.skipped)
+            print(f"cil train: skipped {record['path']}: {record['error']}{self.dist.tag()}", file=sys.stderr)
         if len(self.bad_indices) >= len(self.dataset):
             raise CILValueError(f"all {len(self.dataset)} training videos failed to decode; see {self.log.skipped_file}.")
+
+    def _share_skipped(self) -> None:
+        """Every rank learns the bad videos the others met this step (so all hold one list)."""
+        if self.dist.active and int(self.dist.total(torch.tensor([len(self.new_bad)]))):
+            for idx, path, error in (e for found in self.dist.gather_json(self.new_bad) for e in found):
+                self.bad_indices.add(idx)
+                self.skipped[path] = error
+            self.log.write_skipped(self.skipped)
+        self.new_bad = []
 
     # --- one step -------------------------------------------------------------------------
     def _lr(self) -> float:
@@ -217,19 +224,22 @@ class Trainer:
         accum = self.cfg.optim.grad_accum
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
-        losses, sigmas, betas = [], [], []
-        for _ in range(accum):
+        values = []  # per micro-batch: loss, mean σ, mean β
+        shard = (self.dist.rank, self.dist.world)
+        for i in range(accum):
             batch = self._next_batch(records)
-            with torch.autocast(self.adapter.device.type, dtype=self.autocast_dtype, enabled=self.cfg.run.precision != "fp32"):
-                loss_el, info = training_loss(self.adapter, batch, self.loss_cfg, self.cfg.loss.cond_dropout, self.generator)
-                loss = loss_el.float().mean()
-            if not torch.isfinite(loss):
-                raise CILValueError(f"loss is {loss.item()} at step {self.step + 1}; lower optim.lr or use run.precision = \"fp32\".")
-            scaled = loss / accum
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            losses.append(loss.item())
-            sigmas.append(float(info["sigma"].double().mean()))
-            betas.append(float(info["beta"].double().mean()))
+            with self.parallel.sync(last=i == accum - 1):
+                with torch.autocast(self.adapter.device.type, dtype=self.autocast_dtype, enabled=self.cfg.run.precision != "fp32"):
+                    loss_el, info = training_loss(self.adapter, batch, self.loss_cfg, self.cfg.loss.cond_dropout, self.generator,
+                                                  shard=shard, denoise=self.parallel.denoise)
+                    loss = loss_el.float().mean()
+                if not torch.isfinite(loss):
+                    raise CILValueError(f"loss is {loss.item()} at step {self.step + 1}; lower optim.lr or use run.precision = \"fp32\".")
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            values.append([loss.item(), float(info["sigma"].double().mean()), float(info["beta"].double().mean())])
+        self._share_skipped()
+        losses, sigmas, betas = (list(col) for col in zip(*self.dist.mean(torch.tensor(values, dtype=torch.float64)).tolist()))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = list(self.params.values())
@@ -267,9 +277,12 @@ class Trainer:
             records = None
             try:
                 if not (resume and self._resume()):
+                    if self.dist.main:
+                        self._clean()
                     self.log.truncate(0)
                     self.log.write_skipped({})
-                records = record_stream(self.dataset, self.cfg.run.seed, self.cursor, self.cfg.data.workers, self.bad_indices)
+                records = record_stream(self.dataset, self.cfg.run.seed, self.cursor, self.cfg.data.workers, self.bad_indices,
+                                        self.dist.rank, self.dist.world)
                 with self.adapter.training_context():
                     self._loop(records)
                 return self._finish()
@@ -281,8 +294,10 @@ class Trainer:
         from tqdm import tqdm
 
         total = self.cfg.run.steps
-        kill_at = fault_step("kill_after_step")
-        bar = tqdm(total=total, initial=self.step, disable=not self.cfg.run.progress, desc="train", unit="step", file=sys.stderr)
+        kill_at = fault_step("kill_after_step", self.dist.rank)
+        fail_at = fault_step("fail_after_step", self.dist.rank)
+        bar = tqdm(total=total, initial=self.step, disable=not (self.cfg.run.progress and self.dist.main), desc="train",
+                   unit="step", file=sys.stderr)
         try:
             while self.step < total:
                 row = self._train_step(records)
@@ -293,10 +308,12 @@ class Trainer:
                     self.on_step(self.step, row)
                 if kill_at == self.step:  # test hook: die like a crash, after the log row, before any save
                     os.kill(os.getpid(), signal.SIGKILL)
+                if fail_at == self.step:  # test hook: a rank fails with an error
+                    raise CILValueError(f"injected failure after step {self.step} (CIL_TRAIN_FAULT)")
                 if self.step % self.cfg.run.checkpoint_every == 0 or self.step == total:
-                    tensors, state = self._state_tensors()
-                    save_checkpoint(self.out, self.step, tensors, state, self.cfg.run.keep_checkpoints)
-                    self._plot()
+                    train_state.save(self)
+                    if self.dist.main:
+                        self._plot()
                 if self.check_cancel is not None:
                     self.check_cancel()
         finally:
@@ -327,53 +344,16 @@ class Trainer:
 
         rows = self.log.rows()
         result = TrainResult(self.step, [r["step"] for r in rows], [r["loss"] for r in rows], self.out,
-                             plot_path=self._plot(), skipped=dict(self.skipped))
+                             plot_path=self._plot() if self.dist.main else None, skipped=dict(self.skipped))
+        export_full = self.lora is None and self.export_full_model
         with swapped_weights(self.params, self.ema if self._export_kind() == "ema" else None):
-            if self.lora is not None:
+            full = parallel.full_state_dict(self.adapter.trainable_root(), self.dist) if export_full and self.parallel.sharded else None
+            if self.dist.main and self.lora is not None:
                 sd = self.lora.comfy_state_dict(self.adapter.lora_prefix, DTYPES[self.cfg.lora.save_dtype])
                 result.lora_state = sd
                 result.lora_path = atomic_save_safetensors(sd, self.out / self.lora_name, self._metadata())
-            elif self.export_full_model:
-                result.full_path = self.adapter.export_full(self.out / "model.safetensors", self._metadata())
+            elif self.dist.main and export_full:
+                result.full_path = self.adapter.export_full(self.out / "model.safetensors", self._metadata(), state_dict=full)
+        if self.dist.main:
+            self._clean()
         return result
-
-
-class swapped_weights:
-    """Context: parameters hold the EMA values inside, their own values again after."""
-
-    def __init__(self, params: dict[str, torch.nn.Parameter], ema: dict[str, torch.Tensor] | None) -> None:
-        self.params, self.ema, self.saved = params, ema, None
-
-    def __enter__(self):
-        if self.ema is not None:
-            with torch.no_grad():
-                self.saved = {n: p.detach().clone() for n, p in self.params.items()}
-                for n, p in self.params.items():
-                    p.copy_(self.ema[n].to(p.dtype))
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            with torch.no_grad():
-                for n, p in self.params.items():
-                    p.copy_(self.saved[n])
-        return False
-
-
-def make_trainable_storage(root: torch.nn.Module) -> int:
-    """Replace inference-mode tensors (ComfyUI builds and loads models under
-    ``torch.inference_mode``) with ordinary copies of equal value, which autograd can save.
-    Returns how many were replaced."""
-    count = 0
-    with torch.inference_mode(False), torch.no_grad():
-        for module in root.modules():
-            for name, p in list(module._parameters.items()):
-                if p is not None and p.is_inference():
-                    module._parameters[name] = torch.nn.Parameter(p.clone(), requires_grad=p.requires_grad)
-                    count += 1
-            for name, b in list(module._buffers.items()):
-                if b is not None and b.is_inference():
-                    module._buffers[name] = b.clone()
-                    count += 1
-    return count
-

@@ -16,11 +16,16 @@ from cil_media.charts import save_png
 from cil_media.loss_curve import draw_loss_curve
 
 CSV_FIELDS = ("step", "loss", "sigma", "beta", "lr", "grad_norm", "step_time", "skipped")
+# what a run writes into its output folder (besides checkpoints/ and the LoRA file)
+OUTPUT_FILES = ("log.jsonl", "log.csv", "skipped_videos.txt", "loss.png", "config.json", "model.safetensors")
 
 
 class TrainLog:
-    def __init__(self, output_dir: str | Path) -> None:
+    """The run's logs; ``write=False`` (ranks other than 0 of a multi-process run) reads only."""
+
+    def __init__(self, output_dir: str | Path, write: bool = True) -> None:
         self.dir = Path(output_dir)
+        self.write = write
         self.dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.dir / "log.jsonl"
         self.csv = self.dir / "log.csv"
@@ -39,11 +44,15 @@ class TrainLog:
 
     def truncate(self, step: int) -> None:
         """Keep rows with step <= ``step`` (rewritten atomically)."""
+        if not self.write:
+            return
         rows = [r for r in self.rows() if r["step"] <= step]
         atomic_write_bytes(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
         self._rewrite_csv(rows)
 
     def append(self, row: dict) -> None:
+        if not self.write:
+            return
         with open(self.jsonl, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
         new = not self.csv.is_file()
@@ -63,6 +72,8 @@ class TrainLog:
         atomic_write_bytes(self.csv, buf.getvalue().encode("utf-8"))
 
     def write_skipped(self, skipped: dict[str, str]) -> None:
+        if not self.write:
+            return
         lines = [f"{path}\t{reason}" for path, reason in sorted(skipped.items())]
         atomic_write_bytes(self.skipped_file, "".join(line + "\n" for line in lines).encode("utf-8"))
 

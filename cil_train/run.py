@@ -1,5 +1,6 @@
 """Headless entry: config + adapter → data → ``Trainer``. ComfyUI models get their adapter from
-``cil_comfy.training.adapter_from_config``; this package itself knows only the tiny test model."""
+``cil_comfy.training.adapter_from_config``; this package itself knows only the tiny test model.
+Under ``torchrun`` the caller passes the process's ``distributed.Dist`` (``from_env``)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,20 @@ def tiny_adapter(cfg: TrainConfig):
     return TinyAdapter.from_config(cfg)
 
 
-def run_training(cfg: TrainConfig, *, resume: bool = False, adapter=None) -> TrainResult:
+def run_training(cfg: TrainConfig, *, resume: bool = False, adapter=None, dist=None) -> TrainResult:
     """Train as ``cfg`` says; ``adapter`` may be given (tests, embedding in other tools)."""
+    from cil_core.atomic import atomic_write_bytes
+
     adapter = adapter if adapter is not None else tiny_adapter(cfg)
     dataset = ClipDataset(list_entries(cfg.data), ClipSpec.from_config(cfg.data), cfg.run.seed)
     out = Path(cfg.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(_asdict(cfg), indent=2), encoding="utf-8")
-    result = Trainer(adapter, dataset, cfg).run(resume=resume)
-    _summary(result)
+    trainer = Trainer(adapter, dataset, cfg, dist=dist)
+    if trainer.dist.main:
+        atomic_write_bytes(out / "config.json", json.dumps(_asdict(cfg), indent=2).encode("utf-8"))
+    result = trainer.run(resume=resume)
+    if trainer.dist.main:
+        _summary(result)
     return result
 
 

@@ -136,5 +136,5 @@ class TinyAdapter(TrainAdapter):
         out = self.net(self.family.network_input(x, sigma), image, t, level)
         return self.family.denoised(x, sigma, out.to(x.dtype))
 
-    def export_full(self, path: Path, metadata: dict[str, str]) -> Path:
-        return atomic_save_safetensors(dict(self.net.state_dict()), path, metadata)
+    def export_full(self, path: Path, metadata: dict[str, str], state_dict: dict | None = None) -> Path:
+        return atomic_save_safetensors(dict(self.net.state_dict()) if state_dict is None else state_dict, path, metadata)

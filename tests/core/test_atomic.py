@@ -48,7 +48,25 @@ def test_leftovers_of_a_killed_write_are_found_by_target_name(tmp_path):
     with atomic.atomic_path(tmp_path / "step_00000008.safetensors") as tmp:
         tmp.write_bytes(b"half")
         found = atomic.leftover_temporaries(tmp_path, "step_*.safetensors")  # what a kill here would leave
-        assert found == [tmp]
+        assert found == [tmp.parent] and tmp.parent.parent == tmp_path
         assert atomic.leftover_temporaries(tmp_path, "other_*") == []
     assert atomic.leftover_temporaries(tmp_path, "step_*.safetensors") == []
     assert atomic.leftover_temporaries(tmp_path / "missing") == []
+
+
+def test_a_writers_own_temporary_stays_inside_ours_and_goes_with_it(tmp_path):
+    """safetensors (>= 0.6) writes ``.tmpXXXXXX`` beside the path it is given, 0600, and renames
+    it: killed there, that file must not be left in the user's folder under a name not ours."""
+    from safetensors.torch import save_file
+    import torch
+
+    with atomic.atomic_path(tmp_path / "lora.safetensors") as tmp:
+        (tmp.parent / ".tmpAbC123").write_bytes(b"a writer's half file")  # where a kill would find it
+        found = atomic.remove_temporaries(atomic.leftover_temporaries(tmp_path, "lora.safetensors"))
+        assert found == [tmp.parent] and list(tmp_path.iterdir()) == []
+        tmp.parent.mkdir()  # (not killed after all: let the write finish)
+        save_file({"a": torch.zeros(3)}, str(tmp))
+    assert [p.name for p in tmp_path.iterdir()] == ["lora.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "lora.safetensors").stat().st_mode) == 0o666 & ~umask

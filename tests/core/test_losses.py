@@ -178,3 +178,22 @@ def test_training_sigma_samplers():
     assert abs(float(idx.double().mean()) - 499.5) < Z * (1000 / math.sqrt(12)) / math.sqrt(n)
     flow = sample_training_sigmas(wan_family(), n, cfg, g)
     assert bool(((flow > 0) & (flow < 1)).all())
+
+
+@pytest.mark.parametrize("name", ["dc", "svd", "wan"])
+@pytest.mark.parametrize("per_sample_scalar", [False, True])
+def test_rows_of_a_batch_draw_give_the_rows_of_the_batch_loss(name, per_sample_scalar):
+    """Two processes each training items r, r + 2 of a 4-item batch, with the rows of the 4-item
+    draw (``TrainingDraws.rows``), compute exactly the loss rows one process computes for all 4."""
+    from cil_core.losses import draw_training_randomness
+
+    fam = FAMILIES[name]
+    x0, cond = batch((4, 2, 3, 3, 3), seed=5)
+    cond["tokens"] = torch.randn(4, 5, 8, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    cfg = LossConfig(timenoise=TimeNoiseConfig(beta_m=15.0), per_sample_scalar=per_sample_scalar)
+    whole, _ = diffusion_loss(fam, Recorder(), x0, cond, cfg, generator=torch.Generator().manual_seed(8))
+    draws = draw_training_randomness(fam, cfg, 4, (2, 3, 3, 3), (2, 3, 3), (5, 8), torch.Generator().manual_seed(8))
+    for rank in (0, 1):
+        rows = slice(rank, None, 2)
+        part, info = diffusion_loss(fam, Recorder(), x0[rows], {k: v[rows] for k, v in cond.items()}, cfg, draws=draws.rows(rows))
+        assert torch.equal(part, whole[rows]) and torch.equal(info["sigma"], draws.sigma[rows])

@@ -136,3 +136,25 @@ def test_latent_cache_skips_decoding_on_later_runs(tmp_path, video_folder, make_
 
     with pytest.raises(ValueError, match="clip_start"):
         config_from_dict(dict(raw, data=dict(raw["data"], clip_start="random")))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_split_the_one_order_and_skips_never_move_a_key(world):
+    """Rank r takes every world-th key of one process's endless order (across epochs): B
+    consecutive keys per rank make up world × B consecutive keys of one process, interleaved;
+    a known-bad entry is dropped from its own rank only, after the split."""
+    from itertools import islice
+
+    from cil_train.data import Cursor, KeySampler
+
+    n, seed = 7, 4
+    one = list(islice(KeySampler(n, seed, Cursor()), 30 * world))
+    ranks = [list(islice(KeySampler(n, seed, Cursor(), rank=r, world=world), 30)) for r in range(world)]
+    for i in range(30):
+        assert [ranks[r][i] for r in range(world)] == one[i * world:(i + 1) * world]
+    bad = {one[1][2]}
+    for r in range(world):
+        skipped = list(islice(KeySampler(n, seed, Cursor(), bad, rank=r, world=world), 12))
+        assert skipped == [k for k in ranks[r] if k[2] not in bad][:12]
+    start = Cursor(*ranks[1][4][:2])  # a resumed rank continues its own share
+    assert list(islice(KeySampler(n, seed, start, rank=1, world=world), 3)) == ranks[1][4:7]

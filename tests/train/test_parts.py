@@ -228,8 +228,42 @@ def test_clean_temporaries_removes_what_an_interrupted_atomic_write_leaves(tmp_p
     keep = checkpoint_dir(tmp_path) / ".notes.txt.abc.tmp"
     keep.write_bytes(b"someone else's")
     with atomic_path(checkpoint_path(tmp_path, 4)) as tmp:
-        tmp.write_bytes(b"half")  # a kill here would leave this file
-        assert sorted(clean_temporaries(tmp_path)) == sorted([old_style, tmp])
-        assert not tmp.exists()
+        tmp.write_bytes(b"half")  # a kill here would leave this file, in its temporary folder
+        assert sorted(clean_temporaries(tmp_path)) == sorted([old_style, tmp.parent])
+        assert not tmp.parent.exists()
+        tmp.parent.mkdir()
         tmp.write_bytes(b"whole")  # (not killed after all: let the write finish)
     assert keep.is_file() and not old_style.exists() and checkpoint_path(tmp_path, 4).read_bytes() == b"whole"
+
+
+def test_clean_temporaries_also_removes_output_temporaries_and_unfinished_shards(tmp_path):
+    """What a kill leaves besides checkpoint temporaries: temporaries of the run's other outputs
+    (named ones only) and shards of a checkpoint whose rank-0 file was never written."""
+    from cil_core.atomic import atomic_path
+    from cil_train.checkpoint import checkpoint_path, clean_temporaries, shard_path
+
+    out = tmp_path / "run"
+    lora = tmp_path / "loras" / "mine.safetensors"  # the node writes its LoRA outside the run folder
+    whole, orphan = shard_path(out, 2, 1), shard_path(out, 4, 1)
+    for p in (checkpoint_path(out, 2), whole, orphan):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    foreign = out / ".notes.txt.abc.tmp"
+    foreign.write_bytes(b"someone else's")
+    with atomic_path(out / "loss.png") as png, atomic_path(lora) as lora_tmp, atomic_path(out / "log.jsonl") as log_tmp:
+        for t in (png, lora_tmp, log_tmp):
+            t.write_bytes(b"half")
+        removed = clean_temporaries(out, ("loss.png", "log.jsonl", lora))
+        assert sorted(removed) == sorted([png.parent, lora_tmp.parent, log_tmp.parent, orphan])
+        for t in (png, lora_tmp, log_tmp):
+            t.parent.mkdir()
+            t.write_bytes(b"whole")  # not killed after all: let the writes finish
+    assert whole.is_file() and foreign.is_file() and not orphan.exists()
+
+
+def test_fault_hooks_can_name_a_rank(monkeypatch):
+    from cil_train.checkpoint import fault_step
+
+    monkeypatch.setenv("CIL_TRAIN_FAULT", "kill_after_step=3@1,kill_in_checkpoint=4")
+    assert fault_step("kill_after_step", 1) == 3 and fault_step("kill_after_step", 0) is None
+    assert fault_step("kill_in_checkpoint", 0) == fault_step("kill_in_checkpoint", 5) == 4

@@ -130,7 +130,7 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, mak
 
     third = cil_train(config, "--resume")
     assert third.returncode == 0, third.stderr
-    assert "resumed from step_00000004" in third.stderr and "removed 1 unfinished checkpoint" in third.stderr
+    assert "resumed from step_00000004" in third.stderr and "removed 1 unfinished file(s) of a killed run: .step_00000008.safetensors." in third.stderr
     assert losses(out) == losses(straight)
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
     assert assert_checkpoints_whole(out) == [4, 8, 10]
