@@ -218,12 +218,18 @@ def nearest_grid_indices(t_grid: Sequence[float], wanted: Sequence[float]) -> li
 def pool_videos(results: Sequence[ProbeResult]) -> ProbeResult:
     """Several reference videos' probes as one: every (video, sample) becomes a sample, with
     each video's motions divided by its own reference motion (so ``motion_ref`` is 1 and the
-    pooled "motions" are ratios). Needs the same t grid for every video."""
+    pooled "motions" are ratios); likewise each video's noise-free mean motion. Needs the same t
+    grid and probe mode for every video."""
     if not results:
         raise CILValueError("pool_videos needs at least one probe result.")
     first = results[0]
     for r in results[1:]:
         if r.t.shape != first.t.shape or not torch.equal(r.t, first.t):
             raise CILValueError("pool_videos: every probe must use the same t grid.")
+        if r.mode != first.mode:
+            raise CILValueError(f"pool_videos: cannot pool a {r.mode} probe with a {first.mode} probe.")
     ratios = torch.cat([r.motion_pred.to(torch.float64) / r.motion_ref for r in results], dim=1)
-    return ProbeResult(t=first.t, sigma=first.sigma, motion_pred=ratios, motion_ref=1.0)
+    means = None
+    if all(r.motion_mean is not None for r in results):
+        means = torch.cat([r.motion_mean.to(torch.float64) / r.motion_ref for r in results], dim=1)
+    return ProbeResult(t=first.t, sigma=first.sigma, motion_pred=ratios, motion_ref=1.0, motion_mean=means, mode=first.mode)
