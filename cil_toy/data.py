@@ -67,6 +67,8 @@ class WorldConfig:
     pan_speed_range: tuple[float, float] = (0.3, 1.0)  # px/frame camera pan
     bg_max_saturation: float = 0.25
     top_light: float = 0.8  # strength of the top-to-bottom brightness falloff (screen-fixed)
+    heading_cue: float = 0.0  # radius of a dark "nose" dot / sprite radius (0: none; see the module docstring)
+    cue_offset: float = 0.55  # nose centre's offset from the sprite centre / radius, for a moving sprite
 
     def __post_init__(self) -> None:
         if self.frames < 2:
@@ -85,14 +87,21 @@ class WorldConfig:
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> "WorldConfig":
-        """Inverse of ``describe`` (values are Python literals)."""
+        """Inverse of ``describe`` (values are Python literals); fields added after a file was
+        written take the value that reproduces the older world (``LEGACY``)."""
         kwargs = {}
         for f in fields(cls):
             key = f"world.{f.name}"
+            if key not in meta and f.name in LEGACY:
+                kwargs[f.name] = LEGACY[f.name]
+                continue
             if key not in meta:
                 raise CILValueError(f"metadata lacks {key!r}; the file was not written by 'cil toy-train'.")
             kwargs[f.name] = ast.literal_eval(meta[key])
         return cls(**kwargs)
+
+
+LEGACY = {"heading_cue": 0.0, "cue_offset": 0.55}  # worlds written before these fields existed
 
 
 @dataclass
@@ -105,6 +114,7 @@ class SpriteTracks:
     shapes: torch.Tensor  # [N, S] long, 0 square / 1 disc
     present: torch.Tensor  # [N, S] bool
     pan: torch.Tensor  # [N, 2] camera pan, px/frame
+    nose: torch.Tensor  # [N, S, 2] nose centre − sprite centre (px; zero without a heading cue or when static)
 
     def __getitem__(self, index) -> "SpriteTracks":
         return SpriteTracks(*(getattr(self, f.name)[index] for f in fields(self)))
@@ -150,6 +160,8 @@ class Scene:
     gratings: torch.Tensor  # [N, 2, 4] angle, period, phase, amplitude of two sinusoidal gratings
     gradient: torch.Tensor  # [N, 2] linear gradient per px (x, y)
     light: torch.Tensor  # [N] strength of the screen-fixed top light
+    heading: torch.Tensor  # [N, S] direction of motion (rad); frame 0 shows it only with a heading cue
+    moving: torch.Tensor  # [N, S] bool; likewise
 
     def __len__(self) -> int:
         return self.present.shape[0]
@@ -169,8 +181,10 @@ def motion_dims(cfg: WorldConfig) -> int:
 
 
 def motion_flag_dims(cfg: WorldConfig) -> list[int]:
-    """Indices of the on/off entries of a motion draw (each sprite's static flag, the pan flag)."""
-    return [3 * j for j in range(cfg.max_sprites)] + [3 * cfg.max_sprites]
+    """Indices of the on/off entries of a motion draw that change the video (each sprite's static
+    flag unless the heading cue shows it, and the pan flag)."""
+    sprites = [] if cfg.heading_cue > 0 else [3 * j for j in range(cfg.max_sprites)]
+    return sprites + [3 * cfg.max_sprites]
 
 
 def draw_scene(gen: torch.Generator, cfg: WorldConfig, n: int) -> Scene:
@@ -190,7 +204,9 @@ def draw_scene(gen: torch.Generator, cfg: WorldConfig, n: int) -> Scene:
                             for _ in range(2)], dim=1)
     gradient = _uniform(gen, (n, 2), -0.3, 0.3) / max(cfg.height, cfg.width)
     light = _uniform(gen, (n,), 0.0, cfg.top_light)
-    return Scene(present, SPRITE_PALETTE[colour_idx] * 2 - 1, radii, shapes, start, base, gratings, gradient, light)
+    heading = _uniform(gen, (n, s), 0, 2 * math.pi)
+    moving = torch.rand(n, s, generator=gen) >= cfg.static_prob
+    return Scene(present, SPRITE_PALETTE[colour_idx] * 2 - 1, radii, shapes, start, base, gratings, gradient, light, heading, moving)
 
 
 def draw_motion(gen: torch.Generator, cfg: WorldConfig, n: int) -> torch.Tensor:
@@ -201,15 +217,19 @@ def draw_motion(gen: torch.Generator, cfg: WorldConfig, n: int) -> torch.Tensor:
 def motion_tracks(scene: Scene, motion: torch.Tensor, cfg: WorldConfig) -> SpriteTracks:
     """Sprite centres over time and the camera pan of a motion draw [N, motion_dims]: a sprite
     moves iff its flag is >= ``static_prob``, at speed_range[0] + span·u px/frame in direction
-    2π·u, bouncing off the borders; the camera pans iff its flag is < ``pan_prob``."""
+    2π·u, bouncing off the borders; the camera pans iff its flag is < ``pan_prob``. With a heading
+    cue the scene's ``moving`` and ``heading`` replace the flag and the direction (frame 0 shows
+    them), and the motion draw sets only the speeds and the pan."""
     n, s = len(scene), cfg.max_sprites
     if motion.shape != (n, motion_dims(cfg)):
         raise CILValueError(f"motion has shape {tuple(motion.shape)}; expected [{n}, {motion_dims(cfg)}] (see motion_dims).")
     u = motion.to(torch.float32)
     per = u[:, : 3 * s].reshape(n, s, 3)
     lo_s, hi_s = cfg.speed_range
-    speed = (lo_s + (hi_s - lo_s) * per[..., 1]) * (per[..., 0] >= cfg.static_prob)
-    angle = 2 * math.pi * per[..., 2]
+    cue = cfg.heading_cue > 0
+    moving = scene.moving if cue else per[..., 0] >= cfg.static_prob
+    speed = (lo_s + (hi_s - lo_s) * per[..., 1]) * moving
+    angle = scene.heading if cue else 2 * math.pi * per[..., 2]
     velocity = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1) * speed.unsqueeze(-1)
     lo = scene.radii.unsqueeze(-1)
     hi = torch.tensor([cfg.width, cfg.height], dtype=torch.float32) - lo
@@ -220,7 +240,10 @@ def motion_tracks(scene: Scene, motion: torch.Tensor, cfg: WorldConfig) -> Sprit
     pan_speed = (lo_p + (hi_p - lo_p) * pan_u[:, 1]) * (pan_u[:, 0] < cfg.pan_prob)
     pan_angle = 2 * math.pi * pan_u[:, 2]
     pan = torch.stack([torch.cos(pan_angle), torch.sin(pan_angle)], dim=-1) * pan_speed.unsqueeze(-1)
-    return SpriteTracks(centers=centers, colors=scene.colors, radii=scene.radii, shapes=scene.shapes, present=scene.present, pan=pan)
+    nose = torch.stack([torch.cos(scene.heading), torch.sin(scene.heading)], dim=-1) * (cfg.cue_offset * scene.radii * scene.moving).unsqueeze(-1)
+    nose = nose * cue
+    return SpriteTracks(centers=centers, colors=scene.colors, radii=scene.radii, shapes=scene.shapes, present=scene.present, pan=pan,
+                        nose=nose)
 
 
 def _render_backgrounds(scene: Scene, cfg: WorldConfig, pan: torch.Tensor) -> torch.Tensor:
@@ -245,30 +268,43 @@ def _render_backgrounds(scene: Scene, cfg: WorldConfig, pan: torch.Tensor) -> to
     return (scene.bg_base.view(n, 3, 1, 1, 1) * (1 + texture.unsqueeze(1))).clamp(0, 1)
 
 
-def sprite_coverage(tracks: SpriteTracks, cfg: WorldConfig) -> torch.Tensor:
-    """[N, S, F, H, W] anti-aliased coverage in [0, 1] of each sprite (before occlusion)."""
+def _coverage(centers: torch.Tensor, radii: torch.Tensor, discs: torch.Tensor, present: torch.Tensor, cfg: WorldConfig) -> torch.Tensor:
+    """[N, S, F, H, W] anti-aliased coverage of squares / discs (``discs`` [N, S] bool) at centres [N, S, F, 2]."""
     ys = torch.arange(cfg.height, dtype=torch.float32).view(1, 1, 1, cfg.height, 1) + 0.5
     xs = torch.arange(cfg.width, dtype=torch.float32).view(1, 1, 1, 1, cfg.width) + 0.5
-    dx = xs - tracks.centers[..., 0].unsqueeze(-1).unsqueeze(-1)
-    dy = ys - tracks.centers[..., 1].unsqueeze(-1).unsqueeze(-1)
+    dx = xs - centers[..., 0].unsqueeze(-1).unsqueeze(-1)
+    dy = ys - centers[..., 1].unsqueeze(-1).unsqueeze(-1)
     disc = torch.sqrt(dx**2 + dy**2)
     square = torch.maximum(dx.abs(), dy.abs())
-    dist = torch.where(tracks.shapes.view(*tracks.shapes.shape, 1, 1, 1) == 1, disc, square)
-    r = tracks.radii.view(*tracks.radii.shape, 1, 1, 1)
-    cover = (r + 0.5 - dist).clamp(0, 1)
-    return cover * tracks.present.view(*tracks.present.shape, 1, 1, 1)
+    dist = torch.where(discs.view(*discs.shape, 1, 1, 1), disc, square)
+    cover = (radii.view(*radii.shape, 1, 1, 1) + 0.5 - dist).clamp(0, 1)
+    return cover * present.view(*present.shape, 1, 1, 1)
+
+
+def sprite_coverage(tracks: SpriteTracks, cfg: WorldConfig) -> torch.Tensor:
+    """[N, S, F, H, W] anti-aliased coverage in [0, 1] of each sprite (before occlusion)."""
+    return _coverage(tracks.centers, tracks.radii, tracks.shapes == 1, tracks.present, cfg)
+
+
+def nose_coverage(tracks: SpriteTracks, cfg: WorldConfig) -> torch.Tensor:
+    """[N, S, F, H, W] coverage of each sprite's dark heading dot (zero without a heading cue)."""
+    if cfg.heading_cue <= 0:
+        return torch.zeros(*tracks.present.shape, cfg.frames, cfg.height, cfg.width)
+    discs = torch.ones_like(tracks.present)
+    return _coverage(tracks.centers + tracks.nose.unsqueeze(2), cfg.heading_cue * tracks.radii, discs, tracks.present, cfg)
 
 
 def render(scene: Scene, motion: torch.Tensor, cfg: WorldConfig) -> tuple[torch.Tensor, SpriteTracks]:
     """Pixels [N, 3, F, H, W] in [-1, 1] and ground truth of scenes moved by motion draws."""
     tracks = motion_tracks(scene, motion, cfg)
     video = _render_backgrounds(scene, cfg, tracks.pan)
-    cover = sprite_coverage(tracks, cfg)
+    cover, nose = sprite_coverage(tracks, cfg), nose_coverage(tracks, cfg)
     colors01 = (tracks.colors + 1) / 2
     n = len(scene)
-    for s in range(cfg.max_sprites):  # later sprites occlude earlier ones
+    for s in range(cfg.max_sprites):  # later sprites (and their noses) occlude earlier ones
         a = cover[:, s].unsqueeze(1)
         video = video * (1 - a) + colors01[:, s].view(n, 3, 1, 1, 1) * a
+        video = video * (1 - nose[:, s].unsqueeze(1))  # the nose is black
     return video * 2 - 1, tracks
 
 
