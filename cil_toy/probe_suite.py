@@ -58,6 +58,12 @@ class VideoProbe:
     one_step: ProbeResult
     reference: ReferenceCurves | None
     regen: ProbeResult | None
+    inputs_digest: tuple[float, float] = (0.0, 0.0)  # identifies the noisy inputs the reference was computed on
+
+
+def _digest(x: torch.Tensor) -> tuple[float, float]:
+    x = x.double()
+    return float(x.sum()), float((x * torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape).remainder(7)).sum())
 
 
 def moving_held_out(model: ToyModel, count: int) -> tuple[Scene, torch.Tensor, torch.Tensor]:
@@ -86,32 +92,40 @@ def regen_sampler(model: ToyModel, cond: torch.Tensor, steps: int):
     return sample, schedule
 
 
-def probe_video(model: ToyModel, scene: Scene, u_star: torch.Tensor, x0: torch.Tensor, cfg: SuiteConfig, seed: int) -> VideoProbe:
-    """One video's three probes (see the module docstring)."""
+def probe_video(model: ToyModel, scene: Scene, u_star: torch.Tensor, x0: torch.Tensor, cfg: SuiteConfig, seed: int,
+                reuse: VideoProbe | None = None) -> VideoProbe:
+    """One video's three probes (see the module docstring). ``reuse``: another model's probe of
+    the same video and seed, whose reference is taken over (the inputs x_t must be identical)."""
     t = list(cfg.t_grid)
     one = probe_leakage(model.denoiser.bind(x0[:, 0]), x0, model.family, t, cfg.samples, generator=torch.Generator().manual_seed(seed),
-                        max_batch=cfg.max_batch, keep_inputs=cfg.reference is not None)
-    ref = None
-    if cfg.reference is not None:
-        inputs = one.inputs.flatten(0, 1)
-        est = reference_posterior(scene, u_star, inputs, one.sigma.repeat_interleave(cfg.samples), model.family, model.world,
+                        max_batch=cfg.max_batch, keep_inputs=True)
+    digest, ref = _digest(one.inputs), None
+    one.inputs, inputs = None, one.inputs
+    if reuse is not None and reuse.reference is not None:
+        if reuse.inputs_digest != digest:
+            raise CILValueError("the reference to reuse was computed on other noisy inputs (another seed or video).")
+        ref = reuse.reference
+    elif cfg.reference is not None:
+        est = reference_posterior(scene, u_star, inputs.flatten(0, 1), one.sigma.repeat_interleave(cfg.samples), model.family, model.world,
                                   model.codec, cfg.reference, generator=torch.Generator().manual_seed(seed + 1))
         ref = reference_curves(est, x0, len(t))
-        one.inputs = None
     regen = None
     if cfg.regen_samples:
         sample, schedule = regen_sampler(model, x0[:, 0], cfg.regen_steps)
         regen = regeneration_probe(sample, x0, model.family, t, cfg.regen_samples, schedule,
                                    generator=torch.Generator().manual_seed(seed + 2), max_batch=cfg.max_batch)
-    return VideoProbe(one, ref, regen)
+    return VideoProbe(one, ref, regen, digest)
 
 
-def probe_toy_model(model: ToyModel, cfg: SuiteConfig, tick: Callable[[int], None] | None = None) -> list[VideoProbe]:
-    """``probe_video`` on the first ``cfg.videos`` moving held-out videos (video v seeds 1000·seed + 10·v)."""
+def probe_toy_model(model: ToyModel, cfg: SuiteConfig, tick: Callable[[int], None] | None = None,
+                    reuse: list[VideoProbe] | None = None) -> list[VideoProbe]:
+    """``probe_video`` on the first ``cfg.videos`` moving held-out videos (video v seeds
+    1000·seed + 10·v, so two models see the same x_t and ``reuse`` shares one reference)."""
     scenes, motion, latents = moving_held_out(model, cfg.videos)
     out = []
     for v in range(cfg.videos):
-        out.append(probe_video(model, scenes[v : v + 1], motion[v], latents[v], cfg, 1000 * cfg.seed + 10 * v))
+        out.append(probe_video(model, scenes[v : v + 1], motion[v], latents[v], cfg, 1000 * cfg.seed + 10 * v,
+                               None if reuse is None else reuse[v]))
         if tick is not None:
             tick(1)
     return out
