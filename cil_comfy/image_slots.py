@@ -36,6 +36,7 @@ class ImageSlot:
     tokens: str = ""  # the apply_model kwarg with CLIP image tokens ("" = none apart from the text)
     beta_feedback: str = ""  # "augmentation" (SVD's y) or "noise_level" (the toy): the model is told β
     refuse: str = ""  # why TimeNoise cannot be applied honestly ("" = it can)
+    in_network: bool = False  # replace: the network writes the image over frame 0 itself (no noise mask)
 
     @property
     def image(self) -> slice:
@@ -74,7 +75,7 @@ SLOTS: dict[str, ImageSlot] = {
         ImageSlot("WAN22", "Wan 2.2 TI2V-5B", REPLACE),
         ImageSlot("LTXV", "LTX-Video", REPLACE),
         ImageSlot("LTXAV", "LTX-2", REPLACE),
-        ImageSlot("Kandinsky5", "Kandinsky 5 I2V", REPLACE, refuse=(
+        ImageSlot("Kandinsky5", "Kandinsky 5 I2V", REPLACE, in_network=True, refuse=(
             "Kandinsky 5 writes the clean start image over the first frame inside the network (time_dim_replace) and gives "
             "every token one timestep, so a noisy conditioning frame could not be told its noise level; the concat slot "
             "holds zeros and a mask, not the image")),
@@ -83,14 +84,24 @@ SLOTS: dict[str, ImageSlot] = {
 }
 
 
-def slot_for(base) -> ImageSlot:
-    """The row of a comfy BaseModel (or ModelPatcher), or an error naming its class."""
+def find_slot(base) -> ImageSlot | None:
+    """The row of a comfy BaseModel (or ModelPatcher), or None for a class without one."""
     base = getattr(base, "model", base)
     name = type(base).__name__
-    slot = SLOTS.get(name)
     if name == "WAN21" and not getattr(base, "image_to_video", False):
-        slot = None  # WAN21 text-to-video: no image at all
+        return None  # WAN21 text-to-video: no image at all
+    return SLOTS.get(name)
+
+
+# the latent frames one start image occupies in a replacement model's latent (causal video VAEs: 1)
+START_FRAMES = 1
+
+
+def slot_for(base) -> ImageSlot:
+    """The row of a comfy BaseModel (or ModelPatcher), or an error naming its class."""
+    slot = find_slot(base)
     if slot is None:
+        name = type(getattr(base, "model", base)).__name__
         known = ", ".join(f"{s.model_class} ({s.label})" for s in SLOTS.values())
         raise CILValueError(
             f"{name} is not an image-to-video model class this pack knows where the image enters; supported: {known}. "

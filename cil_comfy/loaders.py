@@ -77,7 +77,8 @@ def load_svd_conditioned(checkpoint: str, frames, width: int, height: int, motio
         found = "no diffusion model" if model is None else type(model.model).__name__
         raise CILValueError(f"--checkpoint {checkpoint!r} is not an SVD image-to-video checkpoint with CLIP vision ({found}); "
                             "other models: use the Leakage Probe node in ComfyUI.")
-    positive, negative, _ = SVD_img2vid_Conditioning().encode(
-        clip_vision, frames[:1], vae, width, height, frames.shape[0], motion_bucket_id, fps, augmentation_level
-    )
+    with torch.inference_mode():  # as ComfyUI runs its nodes
+        positive, negative, _ = SVD_img2vid_Conditioning().encode(
+            clip_vision, frames[:1], vae, width, height, frames.shape[0], motion_bucket_id, fps, augmentation_level
+        )
     return model, positive, negative, vae

@@ -11,7 +11,9 @@ models (SVD, DynamiCrafter: latents [T, C, h, w]) get a chunk of k videos as one
 batch: ComfyUI keeps ``num_video_frames = T`` (set from the reference) and tiles the conds to
 k·T, so the temporal layers see k separate videos. A model patched with a CFG function that
 reads the batch as frames (e.g. VideoLinearCFGGuidance) is run one video per call instead.
-5-D models (Wan: [B, C, T, h, w]) batch along dim 0.
+5-D models (Wan: [B, C, T, h, w]) batch along dim 0. Replacement models (Wan 2.2 TI2V-5B,
+LTX-Video, Kandinsky 5) keep their start frame clean as their sampler does and are measured on
+the frames after it (``probe_reference``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from cil_core import probe_report as report_lib
 from cil_core.families import DiffusionFamily
-from cil_core.layouts import from_cfhw, latent_layout, to_cfhw
+from cil_core.layouts import from_cfhw, to_cfhw
 from cil_core.probe import ProbeResult, probe_leakage
 from cil_core.start_rule import StartRule
 from cil_core.validation import CILValueError
@@ -32,59 +34,10 @@ from cil_media.flow import optical_flow_available, optical_flow_motion
 from cil_media.probe_plot import render_report
 
 from .models import detect_family, family_label
+from .probe_reference import Reference, pixel_frames, reference_for
 
 CFG_HOOKS = ("sampler_cfg_function", "sampler_pre_cfg_function", "sampler_post_cfg_function")
 
-
-
-# --- reference video -------------------------------------------------------------------------------
-
-def reference_latent(video_latent, video_frames, vae) -> tuple[torch.Tensor, str]:
-    """The reference as a raw (VAE-space) latent and where it came from."""
-    if video_latent is not None and video_frames is not None:
-        raise CILValueError("connect the reference video once: either video_latent, or video_frames + vae, not both.")
-    if video_latent is not None:
-        if video_latent.get("noise_mask") is not None:
-            raise CILValueError(
-                "video_latent carries a noise_mask (a latent-replacement I2V latent such as Wan 2.2 TI2V or LTX-Video): "
-                "the probe needs the clean reference video; encode it with VAE Encode and connect that."
-            )
-        return video_latent["samples"], "latent"
-    if video_frames is None:
-        raise CILValueError("no reference video: connect video_latent, or video_frames together with a vae.")
-    if vae is None:
-        raise CILValueError("video_frames needs a vae to encode them; connect the model's VAE (or a video_latent instead).")
-    if video_frames.shape[0] < 2:
-        raise CILValueError(f"video_frames holds {video_frames.shape[0]} frame(s); the probe needs a video of at least 2 frames.")
-    return vae.encode(video_frames[..., :3]), "frames+vae"
-
-
-def check_reference(latent: torch.Tensor, layout: str, model, positive, negative) -> None:
-    """Frames ≥ 2, the model's channel count, and the conditioning's concat image size."""
-    frames = latent.shape[0] if layout == "TCHW" else latent.shape[2]
-    if frames < 2:
-        raise CILValueError(
-            f"the reference video has {frames} latent frame(s) (latent {tuple(latent.shape)}); the probe needs at least 2 "
-            "(video VAEs such as Wan's compress time 4x: give at least 5 frames)."
-        )
-    channels = getattr(model.get_model_object("latent_format"), "latent_channels", latent.shape[1])
-    if latent.shape[1] != channels:
-        raise CILValueError(f"the reference latent has {latent.shape[1]} channels but this model's latents have {channels}: encode the video with this model's VAE.")
-    for name, cond in (("positive", positive), ("negative", negative)):
-        for _, options in cond:
-            image = options.get("concat_latent_image")
-            if isinstance(image, torch.Tensor) and tuple(image.shape[-2:]) != tuple(latent.shape[-2:]):
-                h, w = latent.shape[-2:]
-                ch, cw = image.shape[-2:]
-                raise CILValueError(
-                    f"frame size mismatch: the reference video's latent is {h}x{w} (h x w) but the {name} conditioning's "
-                    f"image latent is {ch}x{cw}; give the conditioning node the video's width/height, or resize the video to match."
-                )
-            if layout == "BCTHW" and isinstance(image, torch.Tensor) and image.dim() == 5 and image.shape[2] != frames:
-                raise CILValueError(
-                    f"frame count mismatch: the reference video has {frames} latent frames but the {name} conditioning "
-                    f"was built for {image.shape[2]}; give the conditioning node the video's length."
-                )
 
 
 # --- running the probe inside one guider preparation -------------------------------------------------
@@ -99,7 +52,12 @@ class ProbeSampler(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
         def call(x, sigma):
-            return model_wrap(x, sigma.to(x.device), **extra_args)
+            if denoise_mask is None:
+                return model_wrap(x, sigma.to(x.device), **extra_args)
+            # KSamplerX0Inpaint's rule: held elements clean in the model input and in the prediction
+            keep = 1.0 - denoise_mask
+            x = x * denoise_mask + latent_image * keep
+            return model_wrap(x, sigma.to(x.device), **extra_args) * denoise_mask + latent_image * keep
 
         self.result = self.run_probe(call, latent_image)
         return latent_image
@@ -151,13 +109,16 @@ def videos_per_call(model, layout: str, max_batch: int) -> int:
 
 def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layout: str, family: DiffusionFamily,
               t_grid: list[float], samples_per_t: int, seed: int, max_batch: int, progress=None,
-              calls: list[int] | None = None) -> ProbeResult:
+              calls: list[int] | None = None, *, hold_mask: torch.Tensor | None = None, skip_frames: int = 0) -> ProbeResult:
     """All (t, sample) pairs through ComfyUI's CFGGuider in one preparation; noise from ``seed``.
-    ``calls`` (optional) receives the number of videos of every model call."""
+    ``calls`` (optional) receives the number of videos of every model call. ``hold_mask``: the noise
+    mask of a replacement model's held start frame (passed to guider.sample as its sampler does);
+    ``skip_frames`` leading frames are left out of the motion."""
     def probe(call, x0_model):
         return probe_leakage(
             layout_denoiser(call, layout, calls), to_cfhw(x0_model, layout).float(), family, t_grid, samples_per_t,
             generator=torch.Generator().manual_seed(seed), max_batch=max_batch, keep_predictions=True, progress=progress,
+            skip_frames=skip_frames,
         )
 
     guider = comfy.samplers.CFGGuider(model)
@@ -166,7 +127,7 @@ def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layou
     sampler = ProbeSampler(probe)
     schedule = torch.cat([family.sigma_at(torch.tensor(sorted(t_grid, reverse=True))).float(), torch.zeros(1)])
     reference = latent[:1] if layout == "BCTHW" else latent
-    guider.sample(torch.zeros_like(reference), reference, sampler, schedule, disable_pbar=True, seed=seed)
+    guider.sample(torch.zeros_like(reference), reference, sampler, schedule, denoise_mask=hold_mask, disable_pbar=True, seed=seed)
     return sampler.result
 
 
@@ -180,15 +141,17 @@ def decode_video(vae, latent_format, video_cfhw: torch.Tensor, layout: str) -> t
 
 
 def pixel_motion(result: ProbeResult, reference_cfhw, vae, latent_format, layout: str, progress=None):
-    """(motion_pred [T, S], motion_ref) of the pixel optical-flow metric."""
+    """(motion_pred [T, S], motion_ref) of the pixel optical-flow metric, on the decoded frames
+    after those of the held start frames."""
     import comfy.model_management as mm
 
-    ref = optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout))
+    skip = pixel_frames(vae, result.skip_frames)
+    ref = optical_flow_motion(decode_video(vae, latent_format, reference_cfhw, layout)[skip:])
     preds = result.predictions.flatten(0, 1)
     motion = torch.zeros(preds.shape[0], dtype=torch.float64)
     for i, video in enumerate(preds):
         mm.throw_exception_if_processing_interrupted()
-        motion[i] = optical_flow_motion(decode_video(vae, latent_format, video, layout))
+        motion[i] = optical_flow_motion(decode_video(vae, latent_format, video, layout)[skip:])
         if progress is not None:
             progress(i + 1, preds.shape[0])
     return motion.reshape(result.motion_pred.shape), ref
@@ -274,9 +237,8 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
             progress=None) -> ProbeRun:
     """The whole probe for the node and for ``cil probe``: checks, batched one-step predictions,
     optional pixel metric, the report dict (no plot drawn, nothing saved)."""
-    latent, source = reference_latent(video_latent, video_frames, vae)
-    layout = latent_layout(latent)
-    check_reference(latent, layout, model, positive, negative)
+    ref = reference_for(model, positive, negative, video_latent=video_latent, video_frames=video_frames, vae=vae)
+    latent, layout = ref.latent, ref.layout
     family = detect_family(model)  # the same t -> sigma map as the Late Start nodes' M
     per_call = videos_per_call(model, layout, settings.max_batch)
     use_flow, flow_note = _pixel_metric_plan(settings.pixel_metric, vae)
@@ -285,7 +247,8 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
     tick = (lambda done, offset: progress(offset + done, total)) if progress else (lambda done, offset: None)
     calls: list[int] = []
     result = run_probe(model, positive, negative, settings.cfg, latent, layout, family, settings.t_grid,
-                       settings.samples_per_t, settings.seed, per_call, progress=lambda done, _: tick(done, 0), calls=calls)
+                       settings.samples_per_t, settings.seed, per_call, progress=lambda done, _: tick(done, 0), calls=calls,
+                       hold_mask=ref.hold_mask, skip_frames=ref.skip_frames)
     latent_format = model.get_model_object("latent_format")
     pixel = None
     if use_flow:
@@ -294,12 +257,18 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
     meta = {
         "model": type(model.model).__name__, "family": family_label(family), "family_params": family.describe(),
         "layout": layout, "latent_shape": list(latent.shape), "cfg": settings.cfg,
-        "reference": source + (f" (first of {latent.shape[0]} videos)" if layout == "BCTHW" and latent.shape[0] > 1 else ""),
+        "reference": ref.source + (f" (first of {latent.shape[0]} videos)" if layout == "BCTHW" and latent.shape[0] > 1 else ""),
+        "measured_frames": _measured(ref),
         "seed": settings.seed, "videos_per_model_call": per_call, "model_calls": len(calls), "largest_model_call": max(calls),
         "pixel_metric": flow_note,
     }
     report = report_lib.build_report(result, settings.rule, pixel_motion=pixel, meta=meta)
     return ProbeRun(report, result, latent_format, layout)
+
+
+def _measured(ref: Reference) -> str:
+    frames = f"latent frames {ref.skip_frames}..{ref.frames - 1} of {ref.frames}"
+    return f"{frames} (frame(s) before: {ref.note})" if ref.skip_frames else f"{frames} (all)"
 
 
 def _pixel_metric_plan(mode: str, vae) -> tuple[bool, str]:

@@ -268,20 +268,74 @@ class LateStartPlan:
         return cls(sigmas, spec, info)
 
 
+def expert_segments(model_high, model_low, sigmas: torch.Tensor, boundary: float) -> tuple[list, str]:
+    """Wan 2.2 A14B's two experts: the high-noise model takes the steps that start at σ ≥ boundary,
+    the low-noise model the rest; [(model, SIGMAS)] without empty segments, and a line of text."""
+    if not 0.0 < boundary < 1.0:
+        raise CILValueError(f"boundary={boundary!r}; expected a sigma in (0, 1) (0.900 for Wan 2.2 I2V, 0.875 for T2V).")
+    high, low = latent_format_name(model_high), latent_format_name(model_low)
+    if high != low:
+        raise CILValueError(f"model_low_noise has latent format {low} but model has {high}; connect the two experts of one "
+                            "pair (Wan 2.2 A14B: high-noise to model, low-noise to model_low_noise).")
+    k = int((sigmas[:-1] >= boundary).sum())  # steps of the high-noise expert
+    n = len(sigmas) - 1
+    segments = [(m, s) for m, s in ((model_high, sigmas[: k + 1]), (model_low, sigmas[k:])) if len(s) > 1]
+    text = f" Two experts, boundary sigma {boundary:g}: high-noise model for {k} step(s), low-noise model for {n - k}."
+    if k == 0:
+        text += (f" WARNING: sigma_M={float(sigmas[0]):.4g} is below the boundary: the start skips the high-noise "
+                 "expert (layout and motion) entirely; raise M to run it.")
+    if k == n:
+        text += " WARNING: every step starts above the boundary: the low-noise expert never runs."
+    if family_label(detect_family(model_low)) != family_label(detect_family(model_high)):
+        text += " WARNING: the two models sample differently (shift); the schedule is the high-noise model's."
+    return segments, text
+
+
+def restore_held(latent_in: dict, latent_out: dict, sigmas: torch.Tensor) -> dict:
+    """Where the noise mask holds the user's latent fully (mask 0), the output is the user's latent
+    exactly: ComfyUI's sampler ends there only up to rounding (x − (x − y), process_out(process_in))."""
+    mask = latent_in.get("noise_mask")
+    if mask is None or float(sigmas[-1]) != 0.0:
+        return latent_out
+    import comfy.sampler_helpers
+
+    out, user = latent_out["samples"], latent_in["samples"]
+    if getattr(out, "is_nested", False) or out.shape != user.shape:
+        return latent_out
+    held = comfy.sampler_helpers.prepare_mask(mask, out.shape, "cpu").to(out.device) == 0
+    restored = latent_out.copy()
+    restored["samples"] = torch.where(held, user.to(out.device, out.dtype), out)
+    return restored
+
+
 def late_start_sample(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
-                      latent_image: dict, m: float, naive_mode: str, fit: str, stats=None) -> tuple[dict, str]:
+                      latent_image: dict, m: float, naive_mode: str, fit: str, stats=None, model_low=None,
+                      boundary: float = 0.9) -> tuple[dict, str]:
     """The Late Start Sampler: ComfyUI's CFGGuider + sampler + SamplerCustomAdvanced, started at
-    σ_M from the Analytic-Init NOISE."""
+    σ_M from the Analytic-Init NOISE. With ``model_low`` (Wan 2.2 A14B) one SamplerCustomAdvanced
+    per expert, as the template's pair of KSamplerAdvanced: the first with our NOISE and leftover
+    noise, the next with zero noise (same seed) on the previous output."""
     import comfy.samplers
+    from comfy_extras.nodes_custom_sampler import Noise_EmptyNoise
 
     samples = fix_empty_latent(model, latent_image["samples"])
     plan = LateStartPlan.make(model, steps, m, scheduler, naive_mode, fit, stats, samples)
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    out, _ = sample_custom_advanced(AnalyticInitNoise(seed, model, plan.spec), guider,
-                                    comfy.samplers.sampler_object(sampler_name), plan.sigmas, latent_image)
-    return out, plan.info
+    segments, info = [(model, plan.sigmas)], plan.info
+    if model_low is not None:
+        segments, text = expert_segments(model, model_low, plan.sigmas, boundary)
+        info += text
+    sampler, latent = comfy.samplers.sampler_object(sampler_name), latent_image
+    for index, (expert, sigmas) in enumerate(segments):
+        if index == 0:
+            noise = AnalyticInitNoise(seed, expert, plan.spec)
+        else:
+            noise = Noise_EmptyNoise()
+            noise.seed = int(seed)
+        guider = comfy.samplers.CFGGuider(expert)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        latent, _ = sample_custom_advanced(noise, guider, sampler, sigmas, latent)
+    return restore_held(latent_image, latent, plan.sigmas), info
 
 
 def late_start_sigmas_and_noise(model, steps: int, m: float, scheduler: str, seed: int, naive_mode: str, fit: str,

@@ -25,6 +25,7 @@ from cil_core.validation import CILValueError
 from cil_media.clips import FolderReport, clips_from_folder, clips_from_images, list_videos
 from cil_media.video import resize_frames
 
+from .image_slots import START_FRAMES, find_slot
 from .models import detect_family, latent_format_name
 from .paths import STATS_FOLDER, first_folder, folder_file
 
@@ -115,6 +116,27 @@ def resolve_folder(folder: str) -> Path:
     return path
 
 
+def start_frames_to_skip(model) -> tuple[int, str]:
+    """(k, note): replacement models hold the start image in their first k latent frames, which
+    sampling never generates, so their stats cover frames k.. only (Analytic-Init reads skip_frames)."""
+    slot = find_slot(model)
+    if slot is None or not slot.is_replace:
+        return 0, ""
+    k = START_FRAMES
+    return k, (f"E[x0] and tr Cov/d over latent frames {k}.. of each clip: {slot.label} holds the start image in latent "
+               f"frame(s) 0..{k - 1}, which sampling does not generate")
+
+
+def generated_frames(latent_cfhw: torch.Tensor, skip: int) -> torch.Tensor:
+    """The latent frames after the ``skip`` held start frames ([C, F, h, w] → [C, F − skip, h, w])."""
+    if latent_cfhw.shape[1] <= skip:
+        raise CILValueError(
+            f"a clip encodes to {latent_cfhw.shape[1]} latent frame(s), but this model holds the start image in the first "
+            f"{skip}: give more frames (video VAEs compress time 4-8x; e.g. 9 or 17)."
+        )
+    return latent_cfhw[:, skip:]
+
+
 def estimate_through_vae(model, vae, frames: int, width: int, height: int, folder: str, frame_stride: int, max_videos: int,
                          images=None, resume: AnalyticStats | None = None) -> tuple[AnalyticStats, str]:
     """Estimate Analytic Stats: stream clips (a folder of videos or an IMAGE batch) through the VAE
@@ -138,6 +160,7 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
 
     pbar = comfy.utils.ProgressBar(total)
     size = {"hw": (height, width) if width and height else None}
+    skip, note = start_frames_to_skip(model)
 
     def latents():
         for clip in clips:
@@ -145,7 +168,7 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
             if size["hw"] is None:
                 size["hw"] = (clip.shape[1], clip.shape[2])
             clip = resize_clip(clip, size["hw"][1], size["hw"][0])
-            yield encode_to_model_space(vae, model, clip)
+            yield generated_frames(encode_to_model_space(vae, model, clip), skip)
             pbar.update(1)
 
     family = detect_family(model)
@@ -155,12 +178,14 @@ def estimate_through_vae(model, vae, frames: int, width: int, height: int, folde
         "frames": str(frames),
         "source": source,
     }
+    if skip:
+        meta.update(skip_frames=str(skip), note=note)
     try:
         stats = estimate_stats(latents(), meta, resume=resume)
     except CILValueError as exc:
         raise CILValueError(f"{exc} ({report.summary()})" if folder.strip() else str(exc)) from None
     stats.meta["height"], stats.meta["width"] = (str(v) for v in size["hw"])
-    info = f"estimated from {source}: {stats_info(stats)}"
+    info = f"estimated from {source}: {stats_info(stats)}" + (f"; {note}" if skip else "")
     if folder.strip():
         info += f"; {report.summary()}"
     return stats, info

@@ -45,6 +45,7 @@ class ProbeResult:
     motion_pred: torch.Tensor  # [T, S] frame-difference energy of each one-step prediction
     motion_ref: float  # frame-difference energy of the reference video
     predictions: torch.Tensor | None = None  # [T, S, C, F, H, W] when kept
+    skip_frames: int = 0  # leading frames left out of both motions (they hold the start image)
     motion_mean: torch.Tensor | None = None  # [T, V] noise-free motion of the mean prediction (one-step, S >= 2)
     mode: str = "one_step"  # "one_step" | "regen"
     inputs: torch.Tensor | None = None  # [T, S, C, F, H, W] noisy inputs x_t, when kept
@@ -117,14 +118,19 @@ def probe_leakage(
     keep_predictions: bool = False,
     keep_inputs: bool = False,
     progress: Progress | None = None,
+    skip_frames: int = 0,
 ) -> ProbeResult:
     """Run the probe on one CFHW video: all (t, sample) pairs batched through ``denoise``.
-    With ``samples_per_t`` >= 2 the noise-free motion of the mean prediction is measured too."""
+    With ``samples_per_t`` >= 2 the noise-free motion of the mean prediction is measured too.
+    ``skip_frames`` leading frames (a replacement model's start image, held clean by its sampler)
+    are predicted but left out of both motions: the motion of frames skip_frames.. is compared."""
     t = check_time_grid(t_grid)
     if samples_per_t < 1:
         raise CILValueError(f"samples_per_t={samples_per_t} must be >= 1.")
     check_rank("x0", x0, (4,), "[channels, frames, height, width]")
-    motion_ref = float(frame_difference_energy(x0, time_dim=1))
+    if not 0 <= skip_frames <= x0.shape[1] - 2:
+        raise CILValueError(f"skip_frames={skip_frames} leaves fewer than 2 of the video's {x0.shape[1]} frames to measure motion on.")
+    motion_ref = float(frame_difference_energy(x0[:, skip_frames:], time_dim=1))
     if motion_ref <= 0:
         raise CILValueError("the reference video has identical frames (no motion): the probe needs a moving video.")
     sigma = family.sigma_at(t)
@@ -133,8 +139,9 @@ def probe_leakage(
         denoise, x0, family, sigma.repeat_interleave(samples_per_t), generator=generator, max_batch=max_batch, progress=progress,
         inputs=inputs,
     )
-    motion = frame_difference_energy(preds, time_dim=2, batch_dims=1).reshape(t.numel(), samples_per_t)
+    motion = frame_difference_energy(preds[:, :, skip_frames:], time_dim=2, batch_dims=1).reshape(t.numel(), samples_per_t)
     grouped = preds.reshape(t.numel(), samples_per_t, *x0.shape)
-    mean_motion = motion_of_mean(grouped, time_dim=1).unsqueeze(1) if samples_per_t >= 2 else None
+    mean_motion = motion_of_mean(grouped[:, :, :, skip_frames:], time_dim=1).unsqueeze(1) if samples_per_t >= 2 else None
     return ProbeResult(t=t, sigma=sigma, motion_pred=motion, motion_ref=motion_ref, predictions=grouped if keep_predictions else None,
-                       motion_mean=mean_motion, inputs=torch.cat(inputs).reshape(grouped.shape) if keep_inputs else None)
+                       skip_frames=skip_frames, motion_mean=mean_motion,
+                       inputs=torch.cat(inputs).reshape(grouped.shape) if keep_inputs else None)

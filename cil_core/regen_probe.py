@@ -44,15 +44,19 @@ def regeneration_probe(
     max_batch: int = 8,
     keep_samples: bool = False,
     progress: Progress | None = None,
+    skip_frames: int = 0,
 ) -> ProbeResult:
     """Run the regeneration probe on one CFHW video. Noise is drawn t by t, sample by sample,
     from ``generator`` (so the numbers do not depend on ``max_batch``). ``progress(done, total)``
-    counts model calls (sampling steps × videos). The result's ``sigma`` holds each t's start."""
+    counts model calls (sampling steps × videos). The result's ``sigma`` holds each t's start.
+    ``skip_frames`` leading frames (a start image the sampler holds) are left out of both motions."""
     t = check_time_grid(t_grid)
     check_rank("x0", x0, (4,), "[channels, frames, height, width]")
     if samples_per_t < 1 or max_batch < 1:
         raise CILValueError(f"samples_per_t={samples_per_t} and max_batch={max_batch} must be >= 1.")
-    motion_ref = float(frame_difference_energy(x0, time_dim=1))
+    if not 0 <= skip_frames <= x0.shape[1] - 2:
+        raise CILValueError(f"skip_frames={skip_frames} leaves fewer than 2 of the video's {x0.shape[1]} frames to measure motion on.")
+    motion_ref = float(frame_difference_energy(x0[:, skip_frames:], time_dim=1))
     if motion_ref <= 0:
         raise CILValueError("the reference video has identical frames (no motion): the probe needs a moving video.")
     schedules = []
@@ -75,9 +79,9 @@ def regeneration_probe(
             if progress is not None:
                 progress(done, total)
         out = torch.cat(outs)
-        motions.append(frame_difference_energy(out, time_dim=2, batch_dims=1))
+        motions.append(frame_difference_energy(out[:, :, skip_frames:], time_dim=2, batch_dims=1))
         if keep_samples:
             kept.append(out)
     sigma = torch.stack([s[0] for s in schedules])
     return ProbeResult(t=t, sigma=sigma, motion_pred=torch.stack(motions), motion_ref=motion_ref,
-                       predictions=torch.stack(kept) if keep_samples else None, mode="regen")
+                       predictions=torch.stack(kept) if keep_samples else None, mode="regen", skip_frames=skip_frames)

@@ -14,6 +14,7 @@ Writes <out>/<name>.png (plot), .json and .csv (table) and prints the table.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 
 HELP = "measure conditional image leakage of a model on a video (Leakage Probe)"
@@ -86,16 +87,17 @@ def _error(message: str):
     return CILValueError(message)
 
 
-def _progress(total: int, label: str):
-    """A tqdm bar driven by the probe's progress(done, total) callback."""
+@contextmanager
+def progress_bar(total: int, label: str):
+    """A tqdm bar driven by the probe's progress(done, total) callback; closed (and its line
+    cleared) however the block ends, so an error message starts on a clean line."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=label, unit="video", leave=False)
-
-    def update(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
-
-    return bar, update
+    try:
+        yield lambda done, _total: bar.update(done - bar.n)
+    finally:
+        bar.close()
 
 
 # --- the toy world ---------------------------------------------------------------------------------
@@ -136,20 +138,19 @@ def probe_toy(args, t_grid: list[float]) -> dict:
     latents = moving_held_out_latents(toy, args.videos)
     use_flow = args.pixel_metric == "auto" and optical_flow_available()
     results, flow_pred, flow_ref = [], [], []
-    bar, tick = _progress(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}")
-    for v, x0 in enumerate(latents):
-        gen = torch.Generator().manual_seed(args.seed + v)
-        denoise = toy.denoiser.bind(x0[:, 0])  # conditional image: the clean first latent frame (as in training)
-        done = v * len(t_grid) * args.samples
-        with torch.no_grad():
-            r = probe_leakage(denoise, x0, toy.family, t_grid, args.samples, generator=gen, max_batch=args.max_batch,
-                              keep_predictions=use_flow, progress=lambda d, _t, o=done: tick(o + d, 0))
-        results.append(r)
-        if use_flow:
-            to_frames = lambda z: ((toy.codec.decode(z) + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # noqa: E731  CFHW→[F,H,W,3]
-            flow_ref.append(optical_flow_motion(to_frames(x0)))
-            flow_pred.append(torch.tensor([[optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
-    bar.close()
+    with progress_bar(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}") as tick:
+        for v, x0 in enumerate(latents):
+            gen = torch.Generator().manual_seed(args.seed + v)
+            denoise = toy.denoiser.bind(x0[:, 0])  # conditional image: the clean first latent frame (as in training)
+            done = v * len(t_grid) * args.samples
+            with torch.no_grad():
+                r = probe_leakage(denoise, x0, toy.family, t_grid, args.samples, generator=gen, max_batch=args.max_batch,
+                                  keep_predictions=use_flow, progress=lambda d, _t, o=done: tick(o + d, 0))
+            results.append(r)
+            if use_flow:
+                to_frames = lambda z: ((toy.codec.decode(z) + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # noqa: E731  CFHW→[F,H,W,3]
+                flow_ref.append(optical_flow_motion(to_frames(x0)))
+                flow_pred.append(torch.tensor([[optical_flow_motion(to_frames(p)) for p in row] for row in r.predictions], dtype=torch.float64) / flow_ref[-1])
     pooled = report_lib.pool_videos(results)
     pixel = (torch.cat(flow_pred, dim=1), 1.0) if use_flow else None
     meta = {
@@ -211,9 +212,7 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
 
     settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric)
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
-    bar, tick = _progress(len(t_grid) * args.samples * (2 if flow else 1), "probing")
-    with torch.inference_mode():
+    with progress_bar(len(t_grid) * args.samples * (2 if flow else 1), "probing") as tick, torch.inference_mode():
         run = measure(model, positive, negative, settings, video_frames=frames, vae=vae, progress=tick)
-    bar.close()
     run.report["meta"]["source"] = source
     return run.report

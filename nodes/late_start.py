@@ -1,6 +1,7 @@
 """Late start + Analytic-Init (paper Sec. 4.1, Prop. 1): three ways into ComfyUI's samplers.
 
-- CIL_LateStartSampler: one node, like KSampler, plus the start M and optional stats.
+- CIL_LateStartSampler: one node, like KSampler, plus the start M and optional stats (and an
+  optional low-noise expert for Wan 2.2 A14B's pair, switched at a boundary sigma).
 - CIL_LateStartSigmas: SIGMAS from σ_M to 0 and the matching Analytic-Init NOISE, for
   SamplerCustomAdvanced (bit-identical to the one-node sampler for the same seed).
 - CIL_AnalyticInitLatent: the initial state as a LATENT for a sampler that adds no noise
@@ -51,6 +52,16 @@ TIP_SCHEDULER = (
     "(int(steps/M) steps, last steps kept), so the start is only approximately sigma(M)."
 )
 
+TIP_LOW_NOISE = (
+    "Optional second expert (Wan 2.2 A14B: connect the HIGH-noise model to `model` and the LOW-noise model here). "
+    "The high-noise model runs the steps that start at sigma >= boundary, this one the rest, in one run "
+    "(as the template's two KSamplerAdvanced). Unconnected: one model for every step."
+)
+TIP_BOUNDARY = (
+    "Only with model_low_noise: the sigma (shifted, in (0, 1)) where the low-noise expert takes over. "
+    "Wan 2.2 official: 0.900 for I2V, 0.875 for T2V. A start sigma_M below it skips the high-noise expert (warned in info)."
+)
+
 
 def _widgets_common() -> list:
     return [
@@ -87,6 +98,9 @@ class LateStartSampler(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="The (empty) video latent from the I2V conditioning node; it fixes the shape."),
                 _m_input(),
                 *_widgets_common(),
+                io.Model.Input("model_low_noise", optional=True, tooltip=TIP_LOW_NOISE),
+                io.Float.Input("boundary", default=0.9, min=0.001, max=0.999, step=0.001, round=False, optional=True,
+                               tooltip=TIP_BOUNDARY),
             ],
             outputs=[io.Latent.Output(display_name="LATENT"), io.String.Output(display_name="info")],
             hidden=[io.Hidden.unique_id],
@@ -98,9 +112,9 @@ class LateStartSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, M,
-                naive_mode, fit, stats=None) -> io.NodeOutput:
+                naive_mode, fit, stats=None, model_low_noise=None, boundary=0.9) -> io.NodeOutput:
         latent, info = late_start_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                         latent_image, M, naive_mode, fit, stats)
+                                         latent_image, M, naive_mode, fit, stats, model_low_noise, boundary)
         show_text(cls, info)
         return io.NodeOutput(latent, info)
 

@@ -16,6 +16,8 @@ reference video is noised with the model's own forward process and the model pre
 video in one step (through ComfyUI's guider, with your conditioning and CFG). The plot shows
 motion(prediction) / motion(reference) against t; a leaking model's ratio collapses toward 0 at
 large t (the prediction is a still copy of the conditional image).
+Models that hold the start image in the latent (Wan 2.2 TI2V-5B, LTX-Video, Kandinsky 5) keep it
+clean as their sampler does, and the frames after it are measured (the report's meta says which).
 
 Recommended start M (plateau rule, the default): if the ratio at the largest t is below the leak
 threshold, M is the lower edge of the plateau where the curve has settled at its large-t value
@@ -40,7 +42,7 @@ class LeakageProbe(io.ComfyNode):
                 io.Model.Input("model", tooltip="The image-to-video model to probe (SVD, DynamiCrafter, Wan, …), with any patches your graph applies."),
                 io.Conditioning.Input("positive", tooltip="Positive conditioning from the model's I2V conditioning node (e.g. SVD_img2vid_Conditioning), built from the reference video's first frame."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning from the same I2V conditioning node (used when cfg > 1)."),
-                io.Latent.Input("video_latent", optional=True, tooltip="The reference video as a LATENT from VAE Encode (raw VAE space; ComfyUI maps it into model space). Connect this OR video_frames + vae."),
+                io.Latent.Input("video_latent", optional=True, tooltip="The reference video as a LATENT from VAE Encode (raw VAE space; ComfyUI maps it into model space). Connect this OR video_frames + vae. Wan 2.2 TI2V-5B / LTX-Video: a noise_mask on it (e.g. LTXVImgToVideoInplace) sets how the start frame is held; without one it is held fully."),
                 io.Image.Input("video_frames", optional=True, tooltip="The reference video as IMAGE frames (at least 2), encoded here with the vae. Connect this + vae OR video_latent."),
                 io.Vae.Input("vae", optional=True, tooltip="The model's VAE: encodes video_frames, and decodes predictions for the pixel optical-flow metric (needs OpenCV)."),
                 io.Int.Input("grid_count", default=10, min=1, max=200, tooltip="Number of probe times t, evenly spaced from t_min to t_max (1 = only t_max)."),

@@ -116,6 +116,28 @@ def test_copy_condition_denoiser_has_ratio_zero_and_oracle_one(name):
     assert good.motion_ref == pytest.approx(float(frame_difference_energy(x0, time_dim=1)))
 
 
+
+def test_skip_frames_leaves_the_held_start_frame_out_of_both_motions():
+    """A denoiser that gets frames 1.. right and frame 0 wrong has ratio 1 with skip_frames=1; the
+    reference motion is the energy of frames 1.. alone (computed here with numpy, float64)."""
+    fam = FAMILIES["wan"]
+    x0 = moving_video()
+
+    def right_after_frame_0(x, sigma):
+        out = x0.unsqueeze(0).expand(x.shape[0], *x0.shape).clone()
+        out[:, :, 0] = 100.0
+        return out
+
+    res = probe_leakage(right_after_frame_0, x0, fam, [0.5, 1.0], samples_per_t=2, skip_frames=1,
+                        generator=torch.Generator().manual_seed(0))
+    assert bool((res.ratio == 1).all()) and res.skip_frames == 1
+    ref = x0.double().numpy()[:, 1:]
+    assert res.motion_ref == pytest.approx(float(((ref[:, 1:] - ref[:, :-1]) ** 2).mean()), rel=1e-12)
+    whole = probe_leakage(right_after_frame_0, x0, fam, [0.5, 1.0], samples_per_t=2, generator=torch.Generator().manual_seed(0))
+    assert bool((whole.ratio > 1).all()), "with frame 0 measured the wrong frame shows as motion"
+    with pytest.raises(CILValueError, match="skip_frames"):
+        probe_leakage(right_after_frame_0, x0, fam, [0.5], skip_frames=x0.shape[1] - 1)
+
 def ref_ab(fam, sigma):
     if isinstance(fam, RectifiedFlow):
         return 1.0 - sigma, sigma

@@ -186,3 +186,15 @@ def dc_wrapper(host):
         return importlib.import_module(f"{root}.{suffix}")
 
     return module
+
+
+@pytest.fixture
+def video_host(tiny_host):
+    """The host with the tiny video models of tiny_video_models (CILTest_TinyVideoModel,
+    CILTest_CaptureTimestep) besides every CILTest_* node."""
+    import tiny_video_models
+
+    tiny_host.register(tiny_video_models.CILTest_TinyVideoModel)
+    tiny_host.register(tiny_video_models.CILTest_CaptureTimestep)
+    tiny_video_models.TIMESTEPS.clear()
+    return tiny_host

@@ -641,3 +641,32 @@ def test_cli_checkpoint_path_end_to_end_with_a_tiny_stand_in(probe_host, tmp_pat
 
 def pr_mean_ratios(report: dict) -> list[float]:
     return [sum(r["latent_energy_ratios"]) / len(r["latent_energy_ratios"]) for r in report["rows"]]
+
+
+def test_an_error_deep_in_the_probe_engine_reaches_the_cli_user_as_one_line(probe_host, tmp_path, monkeypatch, capsys):
+    """`cil probe --checkpoint … --video still/`: the error is raised inside cil_core's probe,
+    inside the SAMPLER that ComfyUI's CFGGuider runs (a still video has no motion to compare);
+    it must reach the user as the CLI's one-line error with exit code 2, not a traceback (one
+    identity per module: the CILValueError raised there is the class cil_tools.cli catches)."""
+    import comfy.sd
+
+    from cil_tools.cli import main
+
+    model, clip_vision, vae = probe_host.node_classes["CILTest_TinySVDCheckpoint"]().load_checkpoint("svd.safetensors")
+    monkeypatch.setattr(comfy.sd, "load_checkpoint_guess_config", lambda path, **kw: (model, None, vae, clip_vision))
+    (tmp_path / "svd.safetensors").write_bytes(b"")
+    from PIL import Image
+
+    still = CILTestProbe_MovingFrames().build(1)[0][0]
+    (tmp_path / "still").mkdir()
+    for i in range(5):  # a folder of identical frames (a GIF writer would merge them into one)
+        Image.fromarray((still.numpy() * 255).round().astype("uint8")).save(tmp_path / "still" / f"{i:03d}.png")
+    code = main(["probe", "--checkpoint", str(tmp_path / "svd.safetensors"), "--video", str(tmp_path / "still"),
+                 "--width", "64", "--height", "64", "--frames", "5", "--count", "2", "--samples", "1",
+                 "--pixel-metric", "off", "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]  # tqdm clears its line with \r
+    assert code == 2 and "Traceback" not in err
+    assert lines[-1].startswith("cil probe: error: ") and "no motion" in lines[-1], err
+    assert err.endswith("\n") and err.count("cil probe: error:") == 1 and err.rstrip("\n").endswith(lines[-1])
+    assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())

@@ -339,7 +339,7 @@ def build_svd_baseline_vs_cil() -> Workflow:
                        noise_shape="per_element", noise_clip_tokens=False)
     cil = wf.add("CIL_LateStartSampler", (760, 560), (320, 380), title="CIL: late start + Analytic-Init", controls={"seed": "fixed"},
                  links={"model": timenoise.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2), "stats": stats.out(0)},
-                 seed=42, steps=25, cfg=2.5, sampler_name="euler", scheduler="cil_late_start", M=0.85, naive_mode="paper", fit="strict")
+                 seed=42, steps=25, cfg=2.5, sampler_name="euler", scheduler="cil_late_start", M=0.85, naive_mode="paper", fit="strict", boundary=0.9)
     cil_dec = wf.add("VAEDecode", (1120, 560), (210, 50), links={"samples": cil.out(0), "vae": ckpt.out(2)})
     cil_vid = wf.add("CreateVideo", (1120, 650), (270, 80), links={"images": cil_dec.out(0)}, fps=6.0)
     wf.add("SaveVideo", (1420, 560), (380, 380), links={"video": cil_vid.out(0)}, filename_prefix="video/svd_cil", format="auto", codec="auto")
@@ -363,7 +363,7 @@ def build_svd_stats_estimation() -> Workflow:
     guided = wf.add("VideoLinearCFGGuidance", (380, 690), (320, 60), links={"model": ckpt.out(0)}, min_cfg=1.0)
     cil = wf.add("CIL_LateStartSampler", (760, 420), (320, 380), title="CIL: late start + Analytic-Init", controls={"seed": "fixed"},
                  links={"model": guided.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2), "stats": est.out(0)},
-                 seed=7, steps=25, cfg=2.5, sampler_name="euler", scheduler="cil_late_start", M=0.85, naive_mode="paper", fit="strict")
+                 seed=7, steps=25, cfg=2.5, sampler_name="euler", scheduler="cil_late_start", M=0.85, naive_mode="paper", fit="strict", boundary=0.9)
     dec = wf.add("VAEDecode", (1120, 420), (210, 50), links={"samples": cil.out(0), "vae": ckpt.out(2)})
     vid = wf.add("CreateVideo", (1120, 510), (270, 80), links={"images": dec.out(0)}, fps=6.0)
     wf.add("SaveVideo", (1420, 420), (380, 380), links={"video": vid.out(0)}, filename_prefix="video/svd_cil_own_stats", format="auto", codec="auto")
@@ -420,7 +420,7 @@ def build_wan() -> Workflow:
     stats = wf.add("CIL_LoadAnalyticStats", (760, 380), (320, 80), node_mode=MODE_BYPASS, stats_name="wan21_832x480_33f.safetensors")
     cil = wf.add("CIL_LateStartSampler", (1120, 60), (320, 380), title="CIL: late start + Analytic-Init", controls={"seed": "fixed"},
                  links={"model": timenoise.out(0), "positive": i2v.out(0), "negative": i2v.out(1), "latent_image": i2v.out(2), "stats": stats.out(0)},
-                 seed=2024, steps=30, cfg=5.0, sampler_name="euler", scheduler="cil_late_start", M=0.9, naive_mode="paper", fit="strict")
+                 seed=2024, steps=30, cfg=5.0, sampler_name="euler", scheduler="cil_late_start", M=0.9, naive_mode="paper", fit="strict", boundary=0.9)
     dec = wf.add("VAEDecode", (1480, 60), (210, 50), links={"samples": cil.out(0), "vae": vae.out(0)})
     vid = wf.add("CreateVideo", (1480, 150), (270, 80), links={"images": dec.out(0)}, fps=16.0)
     wf.add("SaveVideo", (1480, 270), (400, 400), links={"video": vid.out(0)}, filename_prefix="video/wan_i2v_cil", format="auto", codec="auto")
@@ -460,7 +460,7 @@ def build_toy_cil_demo() -> Workflow:
                   width=32, height=32, frames=8, batch_size=1, crop="center", noise_level=0.0, noise_seed=0)
     cil = wf.add("CIL_LateStartSampler", (720, 380), (320, 380), title="CIL: late start + Analytic-Init", controls={"seed": "fixed"},
                  links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2), "stats": loader.out(2)},
-                 seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.7, naive_mode="paper", fit="strict")
+                 seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.7, naive_mode="paper", fit="strict", boundary=0.9)
     toy_comparison_block(wf, 720, loader, cond, small, cil, ("start | baseline", "start | baseline | CIL"), "toy_cil_demo")
     wf.add("PreviewAny", (20, 610), (330, 200), title="Toy model", links={"source": loader.out(3)})
     wf.group("Toy I2V model and start image", 0, -10, 700, 840)
@@ -500,7 +500,7 @@ def build_toy_leakage_probe() -> Workflow:
     cil = wf.add("CIL_LateStartSampler", (1330, 380), (320, 380), title="CIL: start at the probe's M", controls={"seed": "fixed"},
                  links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "latent_image": cond.out(2),
                         "stats": loader.out(2), "M": probe.out(2)},
-                 seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.8, naive_mode="paper", fit="strict")
+                 seed=42, steps=20, cfg=1.0, sampler_name="euler", scheduler="cil_late_start", M=0.8, naive_mode="paper", fit="strict", boundary=0.9)
     toy_comparison_block(wf, 1330, loader, cond, video, cil, ("real | baseline", "real | baseline | CIL"), "toy_leakage_probe")
     wf.group("Toy model and a real video", 0, -10, 370, 700)
     wf.group("Leakage Probe", 370, -10, 940, 800, color="#A88")
