@@ -10,9 +10,12 @@ motion as t grows. Unlike the one-step probe it needs no reference curve: its ta
 average over videos: one video's ratio at large t scatters around the motion of a plausible
 future over this video's motion). It costs ``steps`` model calls per (t, sample) instead of one.
 
-``sample(x [B, C, F, H, W], sigmas [n + 1]) -> x0 [B, C, F, H, W]`` closes over the model and
-its conditioning; ``schedule(t) -> sigmas`` (float64, decreasing, last 0) is the sampler's
-schedule from t (e.g. ``cil_core.schedules.late_start_sigmas``).
+``sample(x0 [B, C, F, H, W], eps [B, C, F, H, W], sigmas [n + 1]) -> [B, C, F, H, W]`` closes over
+the model and its conditioning: it forms the start state x = a(σ0)·x0 + b(σ0)·ε as the model's
+own sampler does (``family.noised``; in ComfyUI the model's ``noise_scaling``, which at σ0 =
+σ_max scales the noise as a start from T does) and samples down the schedule. ``schedule(t) ->
+sigmas`` (float64, decreasing, last 0) is the sampler's schedule from t (e.g.
+``cil_core.schedules.late_start_sigmas``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .probe import ProbeResult, check_time_grid, draw_noise
 from .schedules import is_valid_schedule
 from .validation import CILValueError, check_rank
 
-Sampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Sampler = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Schedule = Callable[[float], torch.Tensor]
 Progress = Callable[[int, int], None]
 
@@ -68,13 +71,12 @@ def regeneration_probe(
     total = sum((len(s) - 1) * samples_per_t for s in schedules)
     done, motions, kept = 0, [], []
     for sig in schedules:
-        eps = draw_noise(x0.shape, samples_per_t, generator)
-        x = family.noised(x0.unsqueeze(0).to(torch.float32), eps.to(x0.device), sig[:1].expand(samples_per_t).to(x0.device))
+        eps = draw_noise(x0.shape, samples_per_t, generator).to(x0.device)
         outs = []
         for start in range(0, samples_per_t, max_batch):
-            chunk = x[start : start + max_batch]
+            chunk = eps[start : start + max_batch]
             with torch.no_grad():
-                outs.append(sample(chunk, sig).detach().float().cpu())
+                outs.append(sample(x0.unsqueeze(0).expand(chunk.shape[0], *x0.shape).to(torch.float32), chunk, sig).detach().float().cpu())
             done += (len(sig) - 1) * chunk.shape[0]
             if progress is not None:
                 progress(done, total)

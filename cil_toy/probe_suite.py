@@ -83,8 +83,8 @@ def regen_sampler(model: ToyModel, cond: torch.Tensor, steps: int):
     """(sample, schedule) for the regeneration probe: Euler from σ_t in ``steps`` steps."""
     denoise = model.denoiser.bind(cond)
 
-    def sample(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-        return euler_sample(denoise, x, sigmas)
+    def sample(x0: torch.Tensor, eps: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        return euler_sample(denoise, model.family.noised(x0, eps, sigmas[:1].expand(eps.shape[0])), sigmas)
 
     def schedule(t: float) -> torch.Tensor:
         return late_start_sigmas(model.family, steps, StartTime(sigma=float(model.family.sigma_at(t))))

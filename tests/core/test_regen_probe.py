@@ -21,17 +21,17 @@ def test_oracle_keeps_all_motion_and_copier_none(family):
     sched = lambda t: late_start_sigmas(family, 3, StartTime(fraction=t))  # noqa: E731
     seen = []
 
-    def oracle(x, sigmas):
-        seen.append((x.clone(), sigmas.clone()))
-        return x0.unsqueeze(0).expand_as(x)
+    def oracle(x0b, eps, sigmas):
+        seen.append((family.noised(x0b, eps, sigmas[:1].expand(eps.shape[0])), sigmas.clone()))
+        return x0b
 
-    def copier(x, sigmas):
-        return x0[:, :1].expand_as(x0).unsqueeze(0).expand_as(x)
+    def copier(x0b, eps, sigmas):
+        return x0b[:, :, :1].expand_as(x0b)
 
     res = regeneration_probe(oracle, x0, family, [0.3, 1.0], 3, sched, generator=torch.Generator().manual_seed(1), max_batch=2)
     assert res.mode == "regen" and res.ratio.shape == (2, 3) and torch.allclose(res.ratio, torch.ones(2, 3, dtype=torch.float64))
     assert torch.allclose(res.sigma, torch.stack([sched(0.3)[0], sched(1.0)[0]]))
-    # the sampler gets x = a(σ0)·x0 + b(σ0)·ε at the first sigma of its schedule, in chunks of max_batch
+    # the sampler gets x0 and ε (it forms x = a(σ0)·x0 + b(σ0)·ε itself), in chunks of max_batch
     assert [x.shape[0] for x, _ in seen] == [2, 1, 2, 1]
     g = torch.Generator().manual_seed(1)
     eps = torch.stack([torch.randn(x0.shape, generator=g) for _ in range(3)])
@@ -44,7 +44,7 @@ def test_oracle_keeps_all_motion_and_copier_none(family):
 def test_progress_counts_model_calls_and_batching_does_not_change_numbers():
     family, x0 = svd_family(), _video(2)
     sched = lambda t: late_start_sigmas(family, 4, StartTime(fraction=t))  # noqa: E731
-    noisy = lambda x, s: x / (1 + float(s[0]))  # noqa: E731  depends on the noise draws
+    noisy = lambda x0b, e, s: (x0b + float(s[0]) * e) / (1 + float(s[0]))  # noqa: E731  depends on the noise draws
     calls = []
     a = regeneration_probe(noisy, x0, family, [0.5, 0.9], 3, sched, generator=torch.Generator().manual_seed(3), max_batch=1,
                            progress=lambda d, n: calls.append((d, n)))
@@ -56,8 +56,8 @@ def test_progress_counts_model_calls_and_batching_does_not_change_numbers():
 def test_bad_schedule_and_inputs_are_refused():
     family, x0 = svd_family(), _video()
     with pytest.raises(CILValueError, match="not decreasing"):
-        regeneration_probe(lambda x, s: x, x0, family, [0.5], 1, lambda t: torch.tensor([1.0, 2.0, 0.0]))
+        regeneration_probe(lambda x, e, s: x, x0, family, [0.5], 1, lambda t: torch.tensor([1.0, 2.0, 0.0]))
     with pytest.raises(CILValueError, match="samples_per_t"):
-        regeneration_probe(lambda x, s: x, x0, family, [0.5], 0, lambda t: torch.tensor([1.0, 0.0]))
+        regeneration_probe(lambda x, e, s: x, x0, family, [0.5], 0, lambda t: torch.tensor([1.0, 0.0]))
     with pytest.raises(CILValueError, match="identical frames"):
-        regeneration_probe(lambda x, s: x, torch.ones(2, 4, 3, 3), family, [0.5], 1, lambda t: torch.tensor([1.0, 0.0]))
+        regeneration_probe(lambda x, e, s: x, torch.ones(2, 4, 3, 3), family, [0.5], 1, lambda t: torch.tensor([1.0, 0.0]))
