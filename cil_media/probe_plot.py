@@ -128,7 +128,8 @@ def draw_plot(report: dict, width: int = 900, height: int = 560):
                  COLORS["missing"])
     ax.draw_labels()  # under the series: a marker is never hidden by text
     keys = metric_keys(report)
-    series = [_series(ax, report, k) for k in sorted(keys, key=lambda k: DRAW_ORDER.index(k) if k in DRAW_ORDER else -1)]
+    drawn = {k: _series(ax, report, k) for k in sorted(keys, key=lambda k: DRAW_ORDER.index(k) if k in DRAW_ORDER else -1)}
+    series = [drawn[k] for k in keys]  # listed in the report's order (the paper's curve first), drawn with it on top
     ax.add_legend(f"leak threshold {report['threshold']:g}", COLORS["threshold"], row=refs)
     if level is not None:
         ax.add_legend(f"plateau level (tolerance {report['plateau_tolerance']:g})", COLORS["plateau"], row=refs)

@@ -1,4 +1,4 @@
-"""The ``cil`` command: ``cil {stats,probe,train,demo,toy-train} --help``."""
+"""The ``cil`` command: ``cil {stats,probe,train,demo,toy-train,readme-tables} --help``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "train": "train_cmd",
     "demo": "demo_cmd",
     "toy-train": "toy_train_cmd",
+    "readme-tables": "readme_tables_cmd",
 }
 
 
