@@ -239,11 +239,12 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
 
     from cil_comfy.probe_regen import RegenPlan
 
-    plan = RegenPlan(args.regen_samples, args.regen_steps, args.sampler) if args.mode == "one_step+regen" else None
+    mode = getattr(args, "mode", "one_step")  # a caller's Namespace may predate the regeneration options
+    plan = RegenPlan(args.regen_samples, args.regen_steps, args.sampler) if mode == "one_step+regen" else None
     settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric, plan,
-                             args.recommend_from)
+                             getattr(args, "recommend_from", "one_step"))
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
-    total = len(t_grid) * (args.samples * (2 if flow else 1) + (args.regen_samples * args.regen_steps if plan else 0))
+    total = len(t_grid) * (args.samples * (2 if flow else 1) + (plan.samples * plan.steps if plan else 0))
     with progress_bar(total, "probing") as tick, torch.inference_mode():
         run = measure(model, positive, negative, settings, video_frames=frames, vae=vae, progress=tick)
     run.report["meta"]["source"] = source
