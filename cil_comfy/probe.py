@@ -14,6 +14,12 @@ reads the batch as frames (e.g. VideoLinearCFGGuidance) is run one video per cal
 5-D models (Wan: [B, C, T, h, w]) batch along dim 0. Replacement models (Wan 2.2 TI2V-5B,
 LTX-Video, Kandinsky 5) keep their start frame clean as their sampler does and are measured on
 the frames after it (``probe_reference``).
+
+Regeneration probe (``probe_mode = one_step+regen``; cil_core.regen_probe): in the same
+preparation, x_t is sampled back to 0 by ComfyUI's own KSAMPLER (``sampler_object(sampler_name)``:
+its noise scaling, its inpaint handling of held frames, its step function) over the pack's
+late-start schedule from t, ``regen_steps`` model calls per (t, sample), batched like the one-step
+calls, cancellable after every step.
 """
 
 from __future__ import annotations
@@ -33,10 +39,14 @@ from cil_media.charts import image_to_tensor, png_bytes
 from cil_media.flow import optical_flow_available, optical_flow_motion
 from cil_media.probe_plot import render_report
 
+from cil_core.regen_probe import regeneration_probe
+
 from .models import detect_family, family_label
 from .paths import check_name, inside
 from .probe_blocks import plan, probe_in_blocks
 from .probe_reference import Reference, pixel_frames, reference_for
+from .probe_regen import OUT_OF_MEMORY, RegenPlan, from_model_layout, regen_sampler, to_model_layout
+from .sampling import NATIVE_SCHEDULER, late_start_schedule
 
 CFG_HOOKS = ("sampler_cfg_function", "sampler_pre_cfg_function", "sampler_post_cfg_function")
 
@@ -48,9 +58,10 @@ class ProbeSampler(comfy.samplers.Sampler):
     """A ComfyUI SAMPLER whose ``sample`` runs the whole probe with the prepared guider
     (``model_wrap`` is the CFGGuider; ``latent_image`` the reference in model space)."""
 
-    def __init__(self, run_probe):
-        self.run_probe = run_probe
+    def __init__(self, run_probe, run_regen=None):
+        self.run_probe, self.run_regen = run_probe, run_regen
         self.result: ProbeResult | None = None
+        self.regen: ProbeResult | None = None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
         def call(x, sigma):
@@ -62,10 +73,9 @@ class ProbeSampler(comfy.samplers.Sampler):
             return model_wrap(x, sigma.to(x.device), **extra_args) * denoise_mask + latent_image * keep
 
         self.result = self.run_probe(call, latent_image)
+        if self.run_regen is not None:
+            self.regen = self.run_regen(model_wrap, extra_args, latent_image, denoise_mask)
         return latent_image
-
-
-OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def layout_denoiser(call, layout: str, calls: list[int] | None = None):
@@ -80,9 +90,7 @@ def layout_denoiser(call, layout: str, calls: list[int] | None = None):
         if layout == "BCTHW":
             out = call(x, sigma)
         else:
-            b, c, f, h, w = x.shape
-            flat = call(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w), sigma.repeat_interleave(f))
-            out = flat.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+            out = from_model_layout(call(to_model_layout(x, layout), sigma.repeat_interleave(x.shape[2])), layout, x.shape[0])
         if calls is not None:
             calls.append(x.shape[0])
         return out
@@ -112,12 +120,14 @@ def videos_per_call(model, layout: str, max_batch: int) -> int:
 def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layout: str, family: DiffusionFamily,
               t_grid: list[float], samples_per_t: int, seed: int, max_batch: int, progress=None,
               calls: list[int] | None = None, *, hold_mask: torch.Tensor | None = None, skip_frames: int = 0,
-              keep_all: bool = False) -> ProbeResult:
+              keep_all: bool = False, regen: RegenPlan | None = None, regen_step=None) -> tuple[ProbeResult, ProbeResult | None]:
     """All (t, sample) pairs through ComfyUI's CFGGuider in one preparation; noise from ``seed``.
     ``calls`` (optional) receives the number of videos of every model call. ``hold_mask``: the noise
     mask of a replacement model's held start frame (passed to guider.sample as its sampler does);
     ``skip_frames`` leading frames are left out of the motion. Predictions kept: sample 0 of each t,
-    or all of them (``keep_all``, for the pixel metric); memory is checked first (``probe_blocks``)."""
+    or all of them (``keep_all``, for the pixel metric); memory is checked first (``probe_blocks``).
+    With ``regen``, the regeneration probe runs in the same preparation (``regen_step(b)`` after
+    every sampling step of b videos)."""
     def probe(call, x0_model):
         return probe_in_blocks(
             layout_denoiser(call, layout, calls), to_cfhw(x0_model, layout).float(), family, t_grid, samples_per_t,
@@ -125,14 +135,20 @@ def run_probe(model, positive, negative, cfg: float, latent: torch.Tensor, layou
             skip_frames=skip_frames, keep_all=keep_all,
         )
 
+    def regenerate(model_wrap, extra_args, x0_model, denoise_mask):
+        sample = regen_sampler(model_wrap, extra_args, x0_model, denoise_mask, layout, regen.sampler_name, calls, regen_step)
+        schedule = lambda t: late_start_schedule(model, family, regen.steps, t, NATIVE_SCHEDULER)  # noqa: E731
+        return regeneration_probe(sample, to_cfhw(x0_model, layout).float(), family, t_grid, regen.samples, schedule,
+                                  generator=torch.Generator().manual_seed(seed + 1), max_batch=max_batch, skip_frames=skip_frames)
+
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
-    sampler = ProbeSampler(probe)
+    sampler = ProbeSampler(probe, regenerate if regen is not None else None)
     schedule = torch.cat([family.sigma_at(torch.tensor(sorted(t_grid, reverse=True))).float(), torch.zeros(1)])
     reference = latent[:1] if layout == "BCTHW" else latent
     guider.sample(torch.zeros_like(reference), reference, sampler, schedule, denoise_mask=hold_mask, disable_pbar=True, seed=seed)
-    return sampler.result
+    return sampler.result, sampler.regen
 
 
 # --- pixel metric and previews ----------------------------------------------------------------------
@@ -226,6 +242,10 @@ def save_outputs(report: dict, image, filename_prefix: str) -> tuple[dict, str]:
     return {"filename": paths["png"].name, "subfolder": subfolder, "type": "output"}, str(paths["json"])
 
 
+PROBE_MODES = ("one_step", "one_step+regen")
+RECOMMEND_FROM = {"one_step": "latent_energy", "corrected": "corrected", "regen": "regen"}  # widget → report curve
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     t_grid: list[float]
@@ -235,13 +255,35 @@ class ProbeSettings:
     rule: StartRule = StartRule()
     max_batch: int = 8
     pixel_metric: str = "auto"  # "auto" | "off"
+    regen: RegenPlan | None = None  # None: one-step probe only
+    recommend_from: str = "one_step"  # a key of RECOMMEND_FROM
+
+    def __post_init__(self) -> None:
+        if self.recommend_from not in RECOMMEND_FROM:
+            raise CILValueError(f"recommend_from={self.recommend_from!r}; expected one of {', '.join(RECOMMEND_FROM)}.")
+        if self.recommend_from == "regen" and self.regen is None:
+            raise CILValueError("recommend_from=regen needs the regeneration probe: set probe_mode to one_step+regen.")
+        if self.recommend_from == "corrected" and self.samples_per_t < 2:
+            raise CILValueError(f"recommend_from=corrected needs samples_per_t >= 2 (got {self.samples_per_t}): the noise is "
+                                "removed by comparing draws.")
+        if self.regen is not None:
+            if self.regen.samples < 1 or self.regen.steps < 1:
+                raise CILValueError(f"regen_samples={self.regen.samples} and regen_steps={self.regen.steps} must be >= 1.")
+            if self.regen.sampler_name not in comfy.samplers.SAMPLER_NAMES:
+                raise CILValueError(f"sampler_name={self.regen.sampler_name!r} is not one of ComfyUI's samplers "
+                                    f"({', '.join(comfy.samplers.SAMPLER_NAMES[:6])}, ...).")
 
     @classmethod
     def from_widgets(cls, grid_count: int, t_min: float, t_max: float, samples_per_t: int, seed: int, cfg: float,
                      start_rule: str, threshold: float, plateau_tolerance: float, max_batch: int,
-                     pixel_metric: str) -> "ProbeSettings":
+                     pixel_metric: str, probe_mode: str = "one_step", regen_steps: int = 10, regen_samples: int = 2,
+                     sampler_name: str = "euler", recommend_from: str = "one_step") -> "ProbeSettings":
+        if probe_mode not in PROBE_MODES:
+            raise CILValueError(f"probe_mode={probe_mode!r}; expected one of {', '.join(PROBE_MODES)}.")
         rule = StartRule(start_rule, threshold, plateau_tolerance)
-        return cls(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, rule, max_batch, pixel_metric)
+        regen = RegenPlan(regen_samples, regen_steps, sampler_name) if probe_mode == "one_step+regen" else None
+        return cls(report_lib.grid(t_min, t_max, grid_count), samples_per_t, seed, cfg, rule, max_batch, pixel_metric, regen,
+                   recommend_from)
 
 
 @dataclass
@@ -262,19 +304,27 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
     per_call = videos_per_call(model, layout, settings.max_batch)
     use_flow, flow_note = _pixel_metric_plan(settings.pixel_metric, vae)
     pairs = len(settings.t_grid) * settings.samples_per_t
-    total = pairs * (2 if use_flow else 1)
+    regen_evals = len(settings.t_grid) * settings.regen.samples * settings.regen.steps if settings.regen else 0
+    total = pairs * (2 if use_flow else 1) + regen_evals
     tick = (lambda done, offset: progress(offset + done, total)) if progress else (lambda done, offset: None)
     video_numel = (latent[:1] if layout == "BCTHW" else latent).numel()
     plan(video_numel, len(settings.t_grid), settings.samples_per_t, use_flow, per_call)  # refused before any model work
+    regen_done = [0]
+
+    def regen_step(b: int) -> None:
+        regen_done[0] += b
+        tick(regen_done[0], pairs)
+
     calls: list[int] = []
-    result = run_probe(model, positive, negative, settings.cfg, latent, layout, family, settings.t_grid,
-                       settings.samples_per_t, settings.seed, per_call, progress=lambda done, _: tick(done, 0), calls=calls,
-                       hold_mask=ref.hold_mask, skip_frames=ref.skip_frames, keep_all=use_flow)
+    result, regen = run_probe(model, positive, negative, settings.cfg, latent, layout, family, settings.t_grid,
+                              settings.samples_per_t, settings.seed, per_call, progress=lambda done, _: tick(done, 0), calls=calls,
+                              hold_mask=ref.hold_mask, skip_frames=ref.skip_frames, keep_all=use_flow, regen=settings.regen,
+                              regen_step=regen_step)
     latent_format = model.get_model_object("latent_format")
     pixel = None
     if use_flow:
         reference = to_cfhw(latent_format.process_in(latent[:1] if layout == "BCTHW" else latent), layout).float()
-        pixel = pixel_motion(result, reference, vae, latent_format, layout, progress=lambda done, _: tick(done, pairs))
+        pixel = pixel_motion(result, reference, vae, latent_format, layout, progress=lambda done, _: tick(done, pairs + regen_evals))
     meta = {
         "model": type(model.model).__name__, "family": family_label(family), "family_params": family.describe(),
         "layout": layout, "latent_shape": list(latent.shape), "cfg": settings.cfg,
@@ -282,8 +332,11 @@ def measure(model, positive, negative, settings: ProbeSettings, *, video_latent=
         "measured_frames": _measured(ref),
         "seed": settings.seed, "videos_per_model_call": per_call, "model_calls": len(calls), "largest_model_call": max(calls),
         "pixel_metric": flow_note,
+        "regeneration": (f"{settings.regen.samples} per t, {settings.regen.steps} steps of ComfyUI's {settings.regen.sampler_name} "
+                         "over the pack's late-start schedule from t; noise from seed + 1") if settings.regen else "off",
     }
-    report = report_lib.build_report(result, settings.rule, pixel_motion=pixel, meta=meta)
+    report = report_lib.build_report(result, settings.rule, pixel_motion=pixel, meta=meta, regen=regen,
+                                     recommend_from=RECOMMEND_FROM[settings.recommend_from])
     return ProbeRun(report, result, latent_format, layout)
 
 

@@ -39,3 +39,27 @@ def first_frame_psnr(video: torch.Tensor, image: torch.Tensor, data_range: float
     err = (frame0 - image.to(torch.float64)).pow(2)
     mse = err.mean(dim=tuple(range(batch_dims, err.dim())))
     return 10.0 * torch.log10(data_range**2 / mse.clamp(min=1e-20))
+
+
+def motion_of_mean(draws: torch.Tensor, time_dim: int = -3) -> torch.Tensor:
+    """Unbiased estimate of the frame-difference energy of E[x] from S >= 2 independent draws.
+
+    ``draws`` is [B, S, *video] (time at ``time_dim`` of the video); returns [B]. The energy of a
+    single draw counts its noise as motion (E‖Δx‖² = ‖ΔE[x]‖² + E‖Δ(x − E[x])‖²: the energy is
+    convex); the mean over pairs s ≠ s' of ⟨Δx_s, Δx_s'⟩ has expectation ‖ΔE[x]‖² exactly, so
+    prediction noise that varies between draws does not count. It can be slightly negative when
+    E[x] barely moves."""
+    if draws.dim() < 3:
+        raise CILValueError(f"draws must be [batch, samples, *video]; got shape {tuple(draws.shape)}.")
+    b, s = draws.shape[:2]
+    if s < 2:
+        raise CILValueError(f"motion_of_mean needs at least 2 draws per item to remove their noise; got {s}.")
+    t = (time_dim % (draws.dim() - 2)) + 2
+    frames = draws.shape[t]
+    if frames < 2:
+        raise CILValueError(f"a video needs at least 2 frames to have motion; got {frames}.")
+    diff = draws.narrow(t, 1, frames - 1).to(torch.float64) - draws.narrow(t, 0, frames - 1).to(torch.float64)
+    diff = diff.reshape(b, s, -1)
+    total = diff.sum(1).pow(2).mean(1)
+    own = diff.pow(2).mean(2).sum(1)
+    return (total - own) / (s * (s - 1))

@@ -6,11 +6,18 @@ The report is one JSON-friendly dict (``build_report``). Its ``rows`` hold every
 number; its ``plot`` section (added by ``cil_media.probe_plot.render_report``) holds exactly the
 values the plot draws and where it draws them, so a reader can check the picture against the table.
 
-Motion metrics (each reported as motion(x̂0) / motion(x0), ~1 = faithful, → 0 = leakage):
-    latent_energy  frame-difference energy of the latent video (``cil_core.motion``); always there.
-    pixel_flow     mean optical-flow magnitude between consecutive decoded frames
-                   (``cil_media.flow``: OpenCV Farneback, pixels per frame), as the official
+Motion curves (each reported as motion(·) / motion(x0), ~1 = faithful, → 0 = leakage):
+    latent_energy  one-step probe: frame-difference energy of each one-step x̂0 (``cil_core.motion``);
+                   always there. The paper's measure; noise left in x̂0 counts as motion.
+    corrected      one-step probe: energy of x̂0 averaged over the noise draws, their noise removed
+                   (``motion_of_mean``; one value per video, so its SE needs pooled videos).
+    regen          regeneration probe (``cil_core.regen_probe``): energy of videos sampled back
+                   from x_t; a perfect model keeps it near 1 on average over videos.
+    pixel_flow     mean optical-flow magnitude between consecutive decoded frames of the one-step
+                   x̂0 (``cil_media.flow``: OpenCV Farneback, pixels per frame), as the official
                    code's RAFT motion score; only when OpenCV is importable and pixels are available.
+Each row holds, per curve, the mean ratio, its standard error over the samples (``_ratio_se``:
+the one convention the text and the plot show), std, min, max and the per-sample ratios.
 """
 
 from __future__ import annotations
@@ -33,9 +40,12 @@ from .validation import CILValueError
 REPORT_FORMAT = "cil-leakage-probe"
 REPORT_VERSION = 2
 METRIC_NAMES = {
-    "latent_energy": "latent frame-difference energy",
-    "pixel_flow": "pixel optical-flow magnitude (OpenCV Farneback)",
+    "latent_energy": "one-step x0, latent frame-difference energy (raw, the paper's)",
+    "corrected": "one-step x0 averaged over the noise draws, latent frame-difference energy (noise removed)",
+    "regen": "regenerated video, latent frame-difference energy",
+    "pixel_flow": "one-step x0, pixel optical-flow magnitude (OpenCV Farneback)",
 }
+CURVE_METRICS = ("latent_energy", "corrected", "regen")  # curves a start rule can read
 
 
 # --- the report dict ----------------------------------------------------------------------------
@@ -47,6 +57,7 @@ def _metric_rows(key: str, motion_pred: torch.Tensor, motion_ref: float) -> list
         rows.append(
             {
                 f"{key}_ratio_mean": float(r.mean()),
+                f"{key}_ratio_se": float(r.std() / math.sqrt(r.numel())) if r.numel() > 1 else None,
                 f"{key}_ratio_std": float(r.std(unbiased=False)),
                 f"{key}_ratio_min": float(r.min()),
                 f"{key}_ratio_max": float(r.max()),
@@ -87,38 +98,54 @@ def build_report(
     *,
     pixel_motion: tuple[torch.Tensor, float] | None = None,
     meta: dict | None = None,
+    regen: ProbeResult | None = None,
+    recommend_from: str = "latent_energy",
 ) -> dict:
-    """The probe's table as a JSON-friendly dict, with the recommendation on the latent metric.
+    """The probe's table as a JSON-friendly dict, with the recommendation read off one curve.
 
     ``pixel_motion``: optional (motion_pred [T, S], motion_ref) of the pixel_flow metric.
-    ``rule``: how M is chosen (``cil_core.start_rule``; default: the plateau rule).
+    ``regen``: optional regeneration probe on the same t grid. ``recommend_from``: the curve the
+    start rule reads (``CURVE_METRICS``). ``rule``: how M is chosen (``cil_core.start_rule``;
+    default: the plateau rule).
     """
     rule = rule or StartRule()
     metrics = {"latent_energy": (result.motion_pred, result.motion_ref)}
+    if result.motion_mean is not None:
+        metrics["corrected"] = (result.motion_mean, result.motion_ref)
+    if regen is not None:
+        if regen.t.shape != result.t.shape or not torch.equal(regen.t, result.t):
+            raise CILValueError("the regeneration probe must use the one-step probe's t grid.")
+        metrics["regen"] = (regen.motion_pred, regen.motion_ref)
     if pixel_motion is not None:
         if pixel_motion[1] <= 0:
             raise CILValueError("the reference video has no optical flow (static pixels): pixel_flow is undefined.")
+        if pixel_motion[0].shape != result.motion_pred.shape:
+            raise CILValueError(f"pixel_flow motion has shape {tuple(pixel_motion[0].shape)}; expected {tuple(result.motion_pred.shape)}.")
         metrics["pixel_flow"] = pixel_motion
+    if recommend_from not in CURVE_METRICS or recommend_from not in metrics:
+        raise CILValueError(f"recommend_from={recommend_from!r}: this probe measured {', '.join(k for k in metrics if k in CURVE_METRICS)}; "
+                            "choose one of those (corrected needs samples_per_t >= 2, regen a regeneration probe).")
     rows = [{"t": float(t), "sigma": float(s)} for t, s in zip(result.t, result.sigma)]
     for key, (pred, ref) in metrics.items():
-        if pred.shape != result.motion_pred.shape:
-            raise CILValueError(f"{key} motion has shape {tuple(pred.shape)}; expected {tuple(result.motion_pred.shape)}.")
         for row, extra in zip(rows, _metric_rows(key, pred, ref)):
             row.update(extra)
-    rec = recommend_start(result.t, result.mean_ratio, rule)
+    curve_pred, curve_ref = metrics[recommend_from]
+    curve = curve_pred.to(torch.float64) / curve_ref
+    rec = recommend_start(result.t, curve.mean(dim=1), rule)
     report = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "recommended_start": rec.m,
         "recommendation_found": rec.found,
         "recommendation": rec.to_json(),
-        "recommendation_stability": recommendation_stability(result.t, result.ratio, rule),
+        "recommendation_stability": recommendation_stability(result.t, curve, rule),
         "start_rule": rule.rule,
         "threshold": float(rule.threshold),
         "plateau_tolerance": float(rule.plateau_tolerance),
-        "recommendation_metric": "latent_energy",
+        "recommendation_metric": recommend_from,
         "rule": rule.describe(),
         "samples_per_t": int(result.motion_pred.shape[1]),
+        "regen_samples_per_t": int(regen.motion_pred.shape[1]) if regen is not None else 0,
         "metrics": {k: {"name": METRIC_NAMES[k], "reference_motion": float(ref)} for k, (_, ref) in metrics.items()},
         "rows": rows,
         "meta": dict(meta or {}),
@@ -138,13 +165,20 @@ def mean_ratios(report: dict, key: str) -> list[float]:
 
 # --- text / CSV / JSON ----------------------------------------------------------------------------
 
+def _se_text(se) -> str:
+    return "  n/a " if se is None else f"{se:<6.3f}"
+
+
 def report_text(report: dict) -> str:
-    """A fixed-width table for the node's STRING output and the terminal."""
+    """A fixed-width table for the node's STRING output and the terminal (mean ± SE per curve)."""
     keys = metric_keys(report)
-    head = f"{'t':>6} {'sigma':>10}" + "".join(f" {k + ' ratio':>22}" for k in keys)
-    lines = ["Leakage Probe: motion(one-step x0 prediction) / motion(reference video)", head]
+    head = f"{'t':>6} {'sigma':>10}" + "".join(f" {k:>22}" for k in keys)
+    lines = ["Leakage Probe: motion ratio = motion(prediction or regenerated video) / motion(reference video); "
+             "± is one standard error over the samples"]
+    lines += [f"  {k}: {report['metrics'][k]['name']}" for k in keys]
+    lines.append(head)
     for row in report["rows"]:
-        cells = "".join(f" {row[f'{k}_ratio_mean']:>13.4f} ± {row[f'{k}_ratio_std']:<6.3f}" for k in keys)
+        cells = "".join(f" {row[f'{k}_ratio_mean']:>13.4f} ± {_se_text(row[f'{k}_ratio_se'])}" for k in keys)
         lines.append(f"{row['t']:>6.3f} {row['sigma']:>10.4g}{cells}")
     rec, stab = report["recommendation"], report["recommendation_stability"]
     lines.append(
@@ -164,12 +198,12 @@ def report_text(report: dict) -> str:
 
 
 def report_csv(report: dict) -> str:
-    """One row per grid t: t, sigma, then mean/std/min/max and per-sample ratios per metric."""
-    samples = report["samples_per_t"]
+    """One row per grid t: t, sigma, then mean/SE/std/min/max and per-sample ratios per curve
+    (an SE that needs more samples than there are is written as nan)."""
     cols = ["t", "sigma"]
     for k in metric_keys(report):
-        cols += [f"{k}_ratio_{s}" for s in ("mean", "std", "min", "max")]
-        cols += [f"{k}_ratio_s{i}" for i in range(samples)]
+        cols += [f"{k}_ratio_{s}" for s in ("mean", "se", "std", "min", "max")]
+        cols += [f"{k}_ratio_s{i}" for i in range(len(report["rows"][0][f"{k}_ratios"]))]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
@@ -177,7 +211,7 @@ def report_csv(report: dict) -> str:
         flat = dict(row)
         for k in metric_keys(report):
             flat.update({f"{k}_ratio_s{i}": v for i, v in enumerate(row[f"{k}_ratios"])})
-        writer.writerow([repr(float(flat[c])) for c in cols])
+        writer.writerow([repr(float("nan") if flat[c] is None else float(flat[c])) for c in cols])
     return buf.getvalue()
 
 
@@ -218,12 +252,18 @@ def nearest_grid_indices(t_grid: Sequence[float], wanted: Sequence[float]) -> li
 def pool_videos(results: Sequence[ProbeResult]) -> ProbeResult:
     """Several reference videos' probes as one: every (video, sample) becomes a sample, with
     each video's motions divided by its own reference motion (so ``motion_ref`` is 1 and the
-    pooled "motions" are ratios). Needs the same t grid for every video."""
+    pooled "motions" are ratios); likewise each video's noise-free mean motion. Needs the same t
+    grid and probe mode for every video."""
     if not results:
         raise CILValueError("pool_videos needs at least one probe result.")
     first = results[0]
     for r in results[1:]:
         if r.t.shape != first.t.shape or not torch.equal(r.t, first.t):
             raise CILValueError("pool_videos: every probe must use the same t grid.")
+        if r.mode != first.mode:
+            raise CILValueError(f"pool_videos: cannot pool a {r.mode} probe with a {first.mode} probe.")
     ratios = torch.cat([r.motion_pred.to(torch.float64) / r.motion_ref for r in results], dim=1)
-    return ProbeResult(t=first.t, sigma=first.sigma, motion_pred=ratios, motion_ref=1.0)
+    means = None
+    if all(r.motion_mean is not None for r in results):
+        means = torch.cat([r.motion_mean.to(torch.float64) / r.motion_ref for r in results], dim=1)
+    return ProbeResult(t=first.t, sigma=first.sigma, motion_pred=ratios, motion_ref=1.0, motion_mean=means, mode=first.mode)

@@ -198,28 +198,43 @@ class Axes:
 
     def marker(self, xy: tuple[int, int], color, shape: str = "o", radius: int = 3, outline=None) -> None:
         x, y = xy
+        if shape == "d":
+            self.draw.polygon([(x, y - radius - 1), (x + radius + 1, y), (x, y + radius + 1), (x - radius - 1, y)], fill=color, outline=outline)
+            return
         rect = [x - radius, y - radius, x + radius, y + radius]
         (self.draw.rectangle if shape == "s" else self.draw.ellipse)(rect, fill=color, outline=outline)
 
     def line(self, xs: Sequence[float], ys: Sequence[float], color, label: str = "", *, width: int = 2, marker: str | None = "o",
-             radius: int = 3, legend_row: str | None = None) -> list[tuple[int, int]]:
-        """A polyline through the points, with markers (``o`` circle, ``s`` square, None); returns
-        the markers' pixel centres."""
+             radius: int = 3, legend_row: str | None = None, dash: int = 0) -> list[tuple[int, int]]:
+        """A polyline through the points (dashed with ``dash`` px dashes), with markers (``o`` circle,
+        ``s`` square, ``d`` diamond, None); returns the markers' pixel centres."""
         points = [self.pixel(x, y) for x, y in zip(xs, ys)]
-        if len(points) > 1:
+        if len(points) > 1 and dash <= 0:
             self.draw.line(points, fill=color, width=width)
+        elif len(points) > 1:
+            for (ax, ay), (bx, by) in zip(points[:-1], points[1:]):
+                length = math.hypot(bx - ax, by - ay) or 1.0
+                for a, b in _dashes(0, round(length), dash):
+                    self.draw.line([(ax + (bx - ax) * a / length, ay + (by - ay) * a / length),
+                                    (ax + (bx - ax) * b / length, ay + (by - ay) * b / length)], fill=color, width=width)
         if marker:
             for p in points:
                 self.marker(p, color, marker, radius)
         if label:
-            self.add_legend(label, color, "line", legend_row)
+            self.add_legend(label, color, "dash" if dash > 0 else "line", legend_row)
         return points
 
-    def error_bars(self, xs: Sequence[float], lows: Sequence[float], highs: Sequence[float], color, width: int = 1) -> None:
+    def error_bars(self, xs: Sequence[float], lows: Sequence[float], highs: Sequence[float], color, width: int = 1, cap: int = 0,
+                   dx: int = 0) -> None:
+        """Vertical bars from low to high at each x (shifted ``dx`` px, with ``cap`` px caps)."""
         for x, lo, hi in zip(xs, lows, highs):
             px, plo = self.pixel(x, lo)
             _, phi = self.pixel(x, hi)
+            px += dx
             self.draw.line([(px, plo), (px, phi)], fill=color, width=width)
+            if cap:
+                for py in (plo, phi):
+                    self.draw.line([(px - cap, py), (px + cap, py)], fill=color, width=width)
 
     def point(self, x: float, y: float, color, label: str = "", shape: str = "s", radius: int = 5) -> tuple[int, int]:
         xy = self.pixel(x, y)
@@ -302,6 +317,9 @@ class Axes:
             for label, color, swatch, _ in row:
                 if swatch == "box":
                     self.draw.rectangle([x + 5, y - 6, x + 17, y + 6], fill=color, outline=BLACK)
+                elif swatch == "dash":
+                    for a, b in _dashes(x, x + 22, 4):
+                        self.draw.line([(a, y), (b, y)], fill=color, width=3)
                 else:
                     self.draw.line([(x, y), (x + 22, y)], fill=color, width=3)
                 draw_text(self.draw, (x + 28, y), label, self.small, anchor="lm")
@@ -326,6 +344,19 @@ def _dashes(start: int, end: int, dash: int) -> list[tuple[int, int]]:
 
 
 # --- output --------------------------------------------------------------------------------------
+
+def hstack(images: Sequence, gap: int = 8):
+    """PIL images side by side on white (top-aligned), ``gap`` px apart: a multi-panel figure."""
+    from PIL import Image
+
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    out = Image.new("RGB", (width, max(im.height for im in images)), WHITE)
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + gap
+    return out
+
 
 def png_bytes(image) -> bytes:
     buf = io.BytesIO()

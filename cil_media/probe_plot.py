@@ -1,7 +1,10 @@
 """The Leakage Probe's plot (``cil_core.probe_report``'s report, drawn with ``cil_media.charts``).
 
-``draw_plot`` draws motion ratio against t per metric (mean line with markers, min–max bars over
-the samples), the threshold, the plateau level, the unity line and the recommended M, and returns
+``draw_plot`` draws motion ratio against t per curve (mean line with markers, ± 1 standard-error
+bars over the samples: the one uncertainty convention of the report's text and table): the raw
+one-step curve (the paper's), the one-step curve with the prediction noise removed (dashed), the
+regeneration curve and the pixel-flow curve when measured; the threshold, the plateau level, the
+unity line and the recommended M (with the curve it was read from), and returns
 the report's ``plot`` section: exactly the values it draws and where (each series' t, plotted
 mean ratios, marker pixel centres and colour; the axes box and ranges, ``to_pixel``), so a reader
 can check the picture against the table.
@@ -15,7 +18,11 @@ from cil_core.probe_report import METRIC_NAMES, mean_ratios, metric_keys
 from cil_core.validation import CILValueError
 from cil_media.charts import GREY, Axes
 
-SERIES_STYLE = {"latent_energy": ((31, 119, 180), "o"), "pixel_flow": ((148, 52, 170), "s")}
+SERIES_STYLE = {"latent_energy": ((31, 119, 180), "o", 0), "corrected": ((110, 170, 225), "d", 7), "regen": ((30, 150, 60), "s", 0),
+                "pixel_flow": ((148, 52, 170), "s", 0)}  # colour, marker, dash
+SHORT_NAMES = {"latent_energy": "one-step x0 (raw, paper)", "corrected": "one-step x0, noise removed", "regen": "regenerated video",
+               "pixel_flow": "one-step x0, pixel flow"}
+DRAW_ORDER = ("corrected", "pixel_flow", "regen", "latent_energy")  # the paper's curve on top
 COLORS = {"threshold": (230, 120, 0), "plateau": (120, 120, 220), "unity": (150, 150, 150), "found": (30, 150, 60), "missing": (200, 30, 30)}
 START_LABELS = {
     "late_start": "recommended M = {m:.3f}",
@@ -37,7 +44,7 @@ def _nice_top(value: float) -> float:
 def plot_geometry(report: dict, width: int, height: int) -> dict:
     """Axes box in pixels and data ranges: x is t ∈ [0, 1], y is the motion ratio from 0."""
     keys = metric_keys(report)
-    highest = max(r[f"{k}_ratio_max"] for r in report["rows"] for k in keys)
+    highest = max(r[f"{k}_ratio_mean"] + (r.get(f"{k}_ratio_se") or 0.0) for r in report["rows"] for k in keys)
     box = [int(0.11 * width), int(0.14 * height), int(0.97 * width), int(0.74 * height)]
     return {"width": width, "height": height, "box": box, "x_range": [0.0, 1.0], "y_range": [0.0, _nice_top(highest * 1.05)]}
 
@@ -58,20 +65,23 @@ def _axes(report: dict, geometry: dict) -> Axes:
         (geometry["width"], geometry["height"]), box=geometry["box"], xlim=geometry["x_range"], ylim=geometry["y_range"],
         xticks=[i / 10 for i in range(11)], xfmt=lambda v: f"{v:.1f}" if round(v * 10) % 2 == 0 else "",
         yticks=[i * step for i in range(round(top / step) + 1)], yfmt=lambda v: f"{v:g}",
-        title="Leakage Probe: motion(one-step x0 prediction) / motion(video)",
-        subtitle=f"M chosen on: {METRIC_NAMES[report['recommendation_metric']]}  (1 = faithful, 0 = static image copy)",
+        title="Leakage Probe: motion(prediction or regenerated video) / motion(video)",
+        subtitle=f"M read off: {SHORT_NAMES[report['recommendation_metric']]} | bars: ±1 SE | 1 = full motion, 0 = still copy",
         xlabel="t  (normalised diffusion time; 1 = pure noise)", ylabel="motion ratio", legend="below",
     )
 
 
 def _series(ax: Axes, report: dict, key: str) -> dict:
-    """Mean ratio per t (line + markers) over the min–max of the samples (vertical bars)."""
-    color, shape = SERIES_STYLE[key]
+    """Mean ratio per t (line + markers) with ± 1 SE bars."""
+    color, shape, dash = SERIES_STYLE[key]
     rows = report["rows"]
     ts, means = [r["t"] for r in rows], mean_ratios(report, key)
-    ax.error_bars(ts, [r[f"{key}_ratio_min"] for r in rows], [r[f"{key}_ratio_max"] for r in rows], color)
-    label = f"{METRIC_NAMES[key]} (mean; bar = min-max of {report['samples_per_t']} samples)"
-    points = ax.line(ts, means, color, label, marker=shape, radius=MARKER_RADIUS)
+    ses = [r.get(f"{key}_ratio_se") or 0.0 for r in rows]
+    ax.error_bars(ts, [m - e for m, e in zip(means, ses)], [m + e for m, e in zip(means, ses)], color, cap=3)
+    count = len(rows[0][f"{key}_ratios"])
+    label = f"{SHORT_NAMES[key]} ({count} {'video' if key == 'corrected' else 'sample'}{'s' if count > 1 else ''}/t)"
+    row = "one_step" if key in ("latent_energy", "corrected") else "other"
+    points = ax.line(ts, means, color, label, marker=shape, radius=MARKER_RADIUS - (1 if dash else 0), dash=dash, legend_row=row)
     return {"key": key, "label": METRIC_NAMES[key], "t": ts, "ratio": means, "markers": [list(p) for p in points], "color": list(color)}
 
 
@@ -81,7 +91,7 @@ def _start_label(ax: Axes, report: dict) -> None:
     ax.vline(m, color, width=2)
     px, _ = ax.pixel(m, 0.0)
     y0 = ax.box[1]
-    text = START_LABELS[rec["verdict"]].format(m=m)
+    text = START_LABELS[rec["verdict"]].format(m=m) + f" ({SHORT_NAMES[report['recommendation_metric']]})"
     if m > 0.6:
         ax.label((px - 6, y0 + 6), text, color, "ra")
     else:
@@ -94,11 +104,10 @@ def _footer(report: dict) -> str:
     parts = [str(meta[k]) for k in ("model", "family") if isinstance(meta.get(k), (str, int, float))]
     if isinstance(meta.get("cfg"), (int, float)):
         parts.append(f"cfg {meta['cfg']:g}")
-    parts.append(f"{report['samples_per_t']} samples/t")
     return "  |  ".join(parts)
 
 
-def draw_plot(report: dict, width: int = 800, height: int = 500):
+def draw_plot(report: dict, width: int = 900, height: int = 560):
     """Motion ratio vs t with the threshold, the plateau level, the unity line and M marked.
     Returns (PIL RGB image, plot section)."""
     if width < 560 or height < 360:
@@ -118,7 +127,9 @@ def draw_plot(report: dict, width: int = 800, height: int = 500):
         ax.label((ax.box[0] + 6, ax.box[1] + 0.06 * height), f"ratio > 1 at t = {times}: noise, not motion (unreliable model)",
                  COLORS["missing"])
     ax.draw_labels()  # under the series: a marker is never hidden by text
-    series = [_series(ax, report, k) for k in metric_keys(report)]
+    keys = metric_keys(report)
+    drawn = {k: _series(ax, report, k) for k in sorted(keys, key=lambda k: DRAW_ORDER.index(k) if k in DRAW_ORDER else -1)}
+    series = [drawn[k] for k in keys]  # listed in the report's order (the paper's curve first), drawn with it on top
     ax.add_legend(f"leak threshold {report['threshold']:g}", COLORS["threshold"], row=refs)
     if level is not None:
         ax.add_legend(f"plateau level (tolerance {report['plateau_tolerance']:g})", COLORS["plateau"], row=refs)
@@ -129,7 +140,7 @@ def draw_plot(report: dict, width: int = 800, height: int = 500):
     return image, section
 
 
-def render_report(report: dict, width: int = 800, height: int = 500):
+def render_report(report: dict, width: int = 900, height: int = 560):
     """Draw the plot and record its section in ``report["plot"]``; returns the PIL image."""
     image, section = draw_plot(report, width, height)
     report["plot"] = section

@@ -1,4 +1,4 @@
-"""The ``cil`` command: ``cil {stats,probe,train,demo,toy-train} --help``."""
+"""The ``cil`` command: ``cil {stats,probe,train,demo,toy-train,readme-tables} --help``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "train": "train_cmd",
     "demo": "demo_cmd",
     "toy-train": "toy_train_cmd",
+    "readme-tables": "readme_tables_cmd",
 }
 
 

@@ -30,7 +30,13 @@ def register(subparsers, name: str) -> None:
     p.add_argument("--threshold", type=float, default=d.probe_threshold, help="leak threshold of the start rules")
     p.add_argument("--plateau-tolerance", type=float, default=d.plateau_tolerance, help="plateau rule's tolerance (share of the collapse)")
     p.add_argument("--probe-videos", type=int, default=d.probe_videos, help="held-out videos the Leakage Probe averages over")
-    p.add_argument("--probe-samples", type=int, default=d.probe_samples, help="noise draws per probe time")
+    p.add_argument("--probe-samples", type=int, default=d.probe_samples, help="noise draws per probe time (>= 2)")
+    p.add_argument("--regen-samples", type=int, default=d.regen_samples, help="regeneration-probe draws per probe time")
+    p.add_argument("--regen-steps", type=int, default=d.regen_steps, help="Euler steps of each regeneration")
+    p.add_argument("--reference-candidates", type=int, default=d.reference_candidates,
+                   help="candidate futures per replicate of the perfect-denoiser reference (0: no reference)")
+    p.add_argument("--curve", choices=("one_step", "corrected", "regen"), default=d.probe_curve,
+                   help="the probe curve the recommended M is read from (every curve is checked)")
     p.add_argument("--family", choices=("edm", "vp"), default=d.family, help="which shipped pair: EDM (SVD-like) or VP (DynamiCrafter-like)")
     p.add_argument("--weights-dir", type=Path, default=None, help="folder written by 'cil toy-train' (default: the shipped weights)")
     p.add_argument("--baseline", default=None, help="explicit baseline weights file (overrides --family/--weights-dir)")
@@ -61,16 +67,18 @@ def run(args) -> int:
             raise CILValueError(f"{flag} {str(folder)!r} is not a folder; give the folder 'cil toy-train --out' wrote.")
     torch.set_num_threads(max(1, args.threads))
     cfg = DemoConfig(out=args.out, samples=args.samples, steps=args.steps, seed=args.seed, m_values=tuple(args.m),
-                     probe_videos=args.probe_videos, probe_samples=args.probe_samples, family=args.family,
+                     probe_videos=args.probe_videos, probe_samples=args.probe_samples, regen_samples=args.regen_samples,
+                     regen_steps=args.regen_steps, reference_candidates=args.reference_candidates, probe_curve=args.curve, family=args.family,
                      weights_dir=args.weights_dir, baseline=args.baseline, timenoise=args.timenoise, bootstrap=args.bootstrap,
                      probe_rule=args.rule, probe_threshold=args.threshold, plateau_tolerance=args.plateau_tolerance)
     result = run_demo(cfg, progress=not args.quiet)
     paths = write_report(result)
     print(f"report written to {paths['report.md']}")
     doc = json.loads(paths["metrics.json"].read_text())
-    for key in ("leak", "late_start", "analytic_init", "timenoise"):
+    for key in ("leak", "late_start", "analytic_init", "timenoise", "start"):
         print(f"  {key:>14}: {doc['answers'][key]['verdict']}")
     for role, check in doc["start_check"].items():
         picks = ", ".join(f"{name} M={v['M']:g} ({'in' if v['in_band'] else 'outside'} band)" for name, v in check["rules"].items())
         print(f"  {role:>14}: best M={check['best_M']:g}, band {check['band']}; {picks}")
+    print(f"  ({doc['uncertainty']})")
     return 0

@@ -8,7 +8,10 @@ Two sources of a model:
                                ComfyUI's own code (comfy.sd.load_checkpoint_guess_config,
                                SVD_img2vid_Conditioning) from $COMFYUI_PATH, and probed by the
                                Leakage Probe node's own engine (cil_comfy.probe.measure).
-Writes <out>/<name>.png (plot), .json and .csv (table) and prints the table.
+--mode one_step+regen adds the regeneration probe (x_t sampled back to 0 in --regen-steps
+steps: the toy's Euler sampler, or ComfyUI's --sampler for a checkpoint); --recommend-from
+picks the curve the start rule reads. Writes <out>/<name>.png (plot), .json and .csv (table)
+and prints the table (± is one standard error).
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def register(subparsers, name: str) -> None:
     g.add_argument("--threshold", type=float, default=0.5, help="leak threshold: a mean motion ratio below it counts as leaking (default 0.5)")
     g.add_argument("--plateau-tolerance", type=float, default=0.1, help="plateau rule: share of the collapse still ahead on the plateau (default 0.1)")
     g.add_argument("--max-batch", type=int, default=8, help="noisy videos per model call (default 8)")
+    g.add_argument("--mode", choices=("one_step", "one_step+regen"), default="one_step",
+                   help="one_step: the paper's probe; one_step+regen: also regenerate x_t back to 0 and compare motion (default one_step)")
+    g.add_argument("--regen-steps", type=int, default=10, help="sampling steps of each regeneration (default 10)")
+    g.add_argument("--regen-samples", type=int, default=2, help="regenerations per t (default 2)")
+    g.add_argument("--sampler", default="euler", help="--checkpoint: the ComfyUI sampler that regenerates (default euler; the toy uses Euler)")
+    g.add_argument("--recommend-from", choices=("one_step", "corrected", "regen"), default="one_step",
+                   help="the curve the start rule reads (default one_step, the paper's)")
     g.add_argument("--pixel-metric", choices=("auto", "off"), default="auto", help="auto: add the OpenCV optical-flow ratio when OpenCV is installed")
     g.add_argument("--out", default="cil_probe", help="output folder (default ./cil_probe)")
     g.add_argument("--name", default="", help="file stem (default: toy_<model> or the checkpoint's name)")
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from .numbers import SEED_MAX, check_range
     from .outputs import output_folder, plain_name
 
-    for name in ("count", "samples", "max_batch", "videos"):
+    for name in ("count", "samples", "max_batch", "videos", "regen_steps", "regen_samples"):
         if getattr(args, name) < 1:
             raise _error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1.")
     check_range(args, seed=(0, SEED_MAX - 10_000), cfg=(0, 100), frames=(2, 10_000), stride=(1, 10_000), width=(8, 16384),
@@ -72,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
         raise _error(f"--count={args.count} is more than {MAX_COUNT} probe times; a curve needs tens (default 10).")
     t_grid = report_lib.grid(args.t_min, args.t_max, args.count)
     start_rule(args)  # refuse a bad rule before any model work
+    if args.recommend_from == "regen" and args.mode != "one_step+regen":
+        raise _error("--recommend-from regen needs --mode one_step+regen (the regeneration probe).")
+    if args.recommend_from == "corrected" and args.samples < 2:
+        raise _error(f"--recommend-from corrected needs --samples >= 2 (got {args.samples}): the noise is removed by comparing draws.")
     output_folder("--out", args.out)
     plain_name("--name", args.name)
     if args.toy:
@@ -153,7 +167,9 @@ def probe_toy(args, t_grid: list[float]) -> dict:
 
     from cil_core import probe_report as report_lib
     from cil_core.probe import probe_leakage
+    from cil_core.regen_probe import regeneration_probe
     from cil_media.flow import optical_flow_available, optical_flow_motion
+    from cil_toy.probe_suite import regen_sampler
 
     from cil_core.memory import check_fits, tensor_bytes
 
@@ -165,16 +181,24 @@ def probe_toy(args, t_grid: list[float]) -> dict:
                video * len(t_grid) * args.samples * (2 if use_flow else 1) + video * 2 * min(args.max_batch, len(t_grid) * args.samples)
                + 4 * args.videos * (pixels + video), "lower --videos, --count, --samples or --max-batch.")
     latents = moving_held_out_latents(toy, args.videos)
-    results, flow_pred, flow_ref = [], [], []
-    with progress_bar(args.videos * len(t_grid) * args.samples, f"probing toy {args.toy}") as tick:
+    results, regens, flow_pred, flow_ref = [], [], [], []
+    regen = args.mode == "one_step+regen"
+    per_video = len(t_grid) * (args.samples + (args.regen_samples * args.regen_steps if regen else 0))
+    with progress_bar(args.videos * per_video, f"probing toy {args.toy}") as tick:
         for v, x0 in enumerate(latents):
             gen = torch.Generator().manual_seed(args.seed + v)
             denoise = toy.denoiser.bind(x0[:, 0])  # conditional image: the clean first latent frame (as in training)
-            done = v * len(t_grid) * args.samples
+            done = v * per_video
             with torch.no_grad():
                 r = probe_leakage(denoise, x0, toy.family, t_grid, args.samples, generator=gen, max_batch=args.max_batch,
                                   keep_predictions=use_flow, progress=lambda d, _t, o=done: tick(o + d, 0))
             results.append(r)
+            if regen:
+                sample, schedule = regen_sampler(toy, x0[:, 0], args.regen_steps)
+                o = done + len(t_grid) * args.samples
+                regens.append(regeneration_probe(sample, x0, toy.family, t_grid, args.regen_samples, schedule,
+                                                 generator=torch.Generator().manual_seed(args.seed + v + 10_000), max_batch=args.max_batch,
+                                                 progress=lambda d, _t, o=o: tick(o + d, 0)))
             if use_flow:
                 to_frames = lambda z: ((toy.codec.decode(z) + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # noqa: E731  CFHW→[F,H,W,3]
                 flow_ref.append(optical_flow_motion(to_frames(x0)))
@@ -186,8 +210,11 @@ def probe_toy(args, t_grid: list[float]) -> dict:
         "videos": f"the first {args.videos} moving held-out videos",
         "pooling": "ratios of every (video, sample); each video's motion divided by its own reference motion",
         "seed": args.seed, "cfg": 1.0, "pixel_metric": "on" if use_flow else "off",
+        "regeneration": f"{args.regen_samples} per t, {args.regen_steps} Euler steps over the Karras/trailing schedule from t" if regen else "off",
     }
-    return report_lib.build_report(pooled, start_rule(args), pixel_motion=pixel, meta=meta)
+    return report_lib.build_report(pooled, start_rule(args), pixel_motion=pixel, meta=meta,
+                                   regen=report_lib.pool_videos(regens) if regen else None,
+                                   recommend_from={"one_step": "latent_energy"}.get(args.recommend_from, args.recommend_from))
 
 
 # --- a real checkpoint through ComfyUI ------------------------------------------------------------------
@@ -240,9 +267,15 @@ def probe_with_comfy(model, positive, negative, frames, vae, args, t_grid: list[
     from cil_comfy.probe import ProbeSettings, measure
     from cil_media.flow import optical_flow_available
 
-    settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric)
+    from cil_comfy.probe_regen import RegenPlan
+
+    mode = getattr(args, "mode", "one_step")  # a caller's Namespace may predate the regeneration options
+    plan = RegenPlan(args.regen_samples, args.regen_steps, args.sampler) if mode == "one_step+regen" else None
+    settings = ProbeSettings(t_grid, args.samples, args.seed, args.cfg, start_rule(args), args.max_batch, args.pixel_metric, plan,
+                             getattr(args, "recommend_from", "one_step"))
     flow = args.pixel_metric == "auto" and vae is not None and optical_flow_available()
-    with progress_bar(len(t_grid) * args.samples * (2 if flow else 1), "probing") as tick, torch.inference_mode():
+    total = len(t_grid) * (args.samples * (2 if flow else 1) + (plan.samples * plan.steps if plan else 0))
+    with progress_bar(total, "probing") as tick, torch.inference_mode():
         run = measure(model, positive, negative, settings, video_frames=frames, vae=vae, progress=tick)
     run.report["meta"]["source"] = source
     return run.report

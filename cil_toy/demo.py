@@ -2,9 +2,10 @@
 
 Stages (``run_demo``):
 1. load the baseline and TimeNoise toy models and the Analytic-Init stats (shipped or retrained);
-2. Leakage Probe (``cil_core.probe.probe_leakage``) on both models over held-out videos: the
-   motion ratio (latent frame-difference energy of the one-step x̂0 over that of x0) per t, and
-   the M each start rule (``cil_core.start_rule``) reads off each model's curve;
+2. Leakage Probe (``cil_toy.demo_probe``) on both models over the same held-out videos and
+   noisy inputs: the one-step ratio (raw and with prediction noise removed), the perfect
+   denoiser's reference curve, the regeneration probe, and the M each start rule
+   (``cil_core.start_rule``) reads off each model's curves;
 3. generation on held-out conditional images: baseline from T, naive late start and
    Analytic-Init late start at every M, TimeNoise model from T and with Analytic-Init at every
    M; the rules' picks are added to the M sweep; the same initial ε for every method (paired);
@@ -25,15 +26,14 @@ from pathlib import Path
 import torch
 
 from cil_core.analytic_init import AnalyticStats
-from cil_core.probe import probe_leakage
-from cil_core.probe_report import pool_videos
 from cil_core.schedules import StartTime
-from cil_core.start_rule import START_RULES, StartRule, recommend_start
+from cil_core.start_rule import StartRule
 from cil_core.stats_io import load_stats
 from cil_core.validation import CILValueError, check_fraction
 
 from . import metrics as M
 from .data import SpriteTracks, held_out_set, make_videos
+from .demo_probe import CURVES, run_probe
 from .sampling import generate
 from .weights_io import SHIPPED, STATS_FILE, WEIGHTS_DIR, ToyModel, load_toy_model
 
@@ -50,9 +50,14 @@ class DemoConfig:
     seed: int = 0
     m_values: tuple[float, ...] = DEFAULT_M
     probe_t: tuple[float, ...] = DEFAULT_PROBE_T
-    probe_videos: int = 4
-    probe_samples: int = 4
+    probe_videos: int = 8
+    probe_samples: int = 4  # one-step noise draws per t (>= 2: the corrected ratio needs them)
+    regen_samples: int = 2  # regeneration-probe draws per t
+    regen_steps: int = 10
+    reference_candidates: int = 256  # per replicate (0: no perfect-denoiser reference)
+    reference_replicates: int = 4
     probe_rule: str = "plateau"  # the rule whose M the report recommends; every rule is checked
+    probe_curve: str = "one_step"  # the probe curve it reads (CURVES); every curve is checked
     probe_threshold: float = 0.5
     plateau_tolerance: float = 0.1
     family: str = "edm"  # which shipped pair: edm_* or vp_*
@@ -76,6 +81,11 @@ class DemoConfig:
         if not self.m_values:
             raise CILValueError("give at least one late-start M.")
         self.start_rule(self.probe_rule)  # refuse a bad rule now, not after the probe
+        if self.probe_curve not in CURVES:
+            raise CILValueError(f"probe_curve={self.probe_curve!r}; expected one of {', '.join(CURVES)}.")
+        if self.probe_videos < 2 or self.probe_samples < 2 or self.regen_samples < 1 or self.regen_steps < 1:
+            raise CILValueError(f"probe_videos={self.probe_videos} and probe_samples={self.probe_samples} must be >= 2, "
+                                f"regen_samples={self.regen_samples} and regen_steps={self.regen_steps} >= 1.")
         if self.family not in ("edm", "vp"):
             raise CILValueError(f"family={self.family!r}; expected 'edm' or 'vp'.")
 
@@ -120,6 +130,7 @@ class DemoResult:
     start_check: dict  # validate_start's result
     timing: dict[str, float] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    model_meta: dict[str, dict] = field(default_factory=dict)  # role → training seed, command, steps
     stats_summary: dict[str, float] = field(default_factory=dict)  # tr Cov/d and RMS of E[x0]
 
 
@@ -157,37 +168,15 @@ def held_out_data(model: ToyModel, n: int) -> DemoData:
     return DemoData(pixels, tracks, pixels[:, :, 0], latents, latents[:, :, 0])
 
 
-def run_probe(cfg: DemoConfig, models: dict[str, ToyModel], data: DemoData, tick) -> dict:
-    """Mean motion ratio per t for each model over ``probe_videos`` held-out videos, pooled as
-    ``cil probe`` pools them (``pool_videos``); its SE is over the videos' own means."""
-    out: dict = {"t": list(cfg.probe_t)}
-    for role, model in models.items():
-        results = []
-        gen = torch.Generator().manual_seed(cfg.seed * 7 + 3)
-        for i in range(min(cfg.probe_videos, data.latents.shape[0])):
-            denoise = model.denoiser.bind(data.cond_latents[i], noise_level=0.0)
-            results.append(probe_leakage(denoise, data.latents[i], model.family, list(cfg.probe_t), cfg.probe_samples, generator=gen,
-                                         max_batch=cfg.batch))
-            tick(len(cfg.probe_t) * cfg.probe_samples)
-        pooled = pool_videos(results)
-        per_video = pooled.ratio.reshape(len(cfg.probe_t), len(results), -1).mean(2)  # [T, videos]
-        out["sigma"] = pooled.sigma.tolist()
-        out[f"{role}_mean_ratio"] = pooled.mean_ratio.tolist()
-        out[f"{role}_ratio_se"] = (per_video.std(1) / math.sqrt(len(results))).tolist() if len(results) > 1 else [math.nan] * len(cfg.probe_t)
-    t = torch.tensor(cfg.probe_t, dtype=torch.float64)
-    picks = {name: {role: recommend_start(t, torch.tensor(out[f"{role}_mean_ratio"], dtype=torch.float64), cfg.start_rule(name)).to_json() for role in models}
-             for name in START_RULES}
-    chosen = picks[cfg.probe_rule]["baseline"]
-    out.update(recommended_M=chosen["m"], recommended_found=chosen["found"], recommendation=chosen, rule=cfg.probe_rule,
-               rule_text=cfg.start_rule(cfg.probe_rule).describe(), threshold=cfg.probe_threshold,
-               plateau_tolerance=cfg.plateau_tolerance, rule_picks=picks)
-    return out
+def all_picks(picks: dict) -> list[tuple[str, str, str, dict]]:
+    """(curve, rule, role, pick) for every start-rule pick of the probe."""
+    return [(c, r, role, p) for c, rules in picks.items() for r, roles in rules.items() for role, p in roles.items()]
 
 
-def build_methods(cfg: DemoConfig, picks: dict[str, dict[str, dict]]) -> list[Method]:
+def build_methods(cfg: DemoConfig, picks: dict) -> list[Method]:
     """Baseline from T, naive and Analytic-Init at every M; TimeNoise from T and Analytic-Init at
-    every M. The sweep is ``m_values`` plus every rule's pick for either model."""
-    ms = sorted({m for m in cfg.m_values if m < 1.0} | {p["m"] for rule in picks.values() for p in rule.values() if p["m"] < 1.0}, reverse=True)
+    every M. The sweep is ``m_values`` plus every rule's pick on every curve for either model."""
+    ms = sorted({m for m in cfg.m_values if m < 1.0} | {p["m"] for *_, p in all_picks(picks) if p["m"] < 1.0}, reverse=True)
     methods = [Method("baseline_T", "baseline", "naive", 1.0, "baseline, from T")]
     for m in ms:
         methods.append(Method(f"baseline_naive_{m:g}", "baseline", "naive", m, f"naive late start M={m:g}"))
@@ -228,11 +217,14 @@ def validate_start(cfg: DemoConfig, res_features: dict[str, torch.Tensor], fd_of
             rows.append({"M": m, "fd": fd[m], "excess": excess, "excess_se": se, "in_band": m == best or excess <= cfg.se_factor * se})
         band = [r["M"] for r in rows if r["in_band"]]
         rules = {}
-        for name, pick in probe["rule_picks"].items():
-            m = pick[role]["m"]
+        for curve_name, name, who, pick in all_picks(probe["rule_picks"]):
+            if who != role:
+                continue
+            m = pick["m"]
             row = next((r for r in rows if abs(r["M"] - min(m, 1.0)) < 1e-9), None)
-            rules[name] = {"M": m, "verdict": pick[role]["verdict"], "in_band": None if row is None else row["in_band"],
-                           "excess": None if row is None else row["excess"], "excess_se": None if row is None else row["excess_se"]}
+            rules[f"{curve_name}/{name}"] = {"curve": curve_name, "rule": name, "M": m, "verdict": pick["verdict"],
+                                             "in_band": None if row is None else row["in_band"],
+                                             "excess": None if row is None else row["excess"], "excess_se": None if row is None else row["excess_se"]}
         out[role] = {"best_M": best, "band": band, "rows": rows, "rules": rules}
     return out
 
@@ -268,18 +260,14 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     timing["load_s"] = time.perf_counter() - t0
 
     n_batches = math.ceil(cfg.samples / cfg.batch)
-    probe_units = 2 * min(cfg.probe_videos, cfg.samples) * len(cfg.probe_t) * cfg.probe_samples
-    est_methods = 3 + 2 * (len(cfg.m_values) + 1)
-    bar = tqdm(total=probe_units + est_methods * n_batches * cfg.steps, desc="cil demo", unit="eval", disable=not progress)
-    tick = bar.update
-
     t1 = time.perf_counter()
-    bar.set_postfix_str("leakage probe")
-    probe = run_probe(cfg, models, data, tick)
+    with tqdm(total=2 * cfg.probe_videos, desc="cil demo: leakage probe", unit="video", disable=not progress) as pbar:
+        probe = run_probe(cfg, models, pbar.update)
     timing["probe_s"] = time.perf_counter() - t1
 
     methods = build_methods(cfg, probe["rule_picks"])
-    bar.total = probe_units + len(methods) * n_batches * cfg.steps
+    bar = tqdm(total=len(methods) * n_batches * cfg.steps, desc="cil demo: generation", unit="step", disable=not progress)
+    tick = bar.update
     t2 = time.perf_counter()
     per_video, videos = {}, {}
     real = M.video_metrics(data.pixels, data.tracks, data.cond_pixels)
@@ -304,5 +292,6 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     sigma_of = {m.m: float(base.family.sigma_at(m.m)) for m in methods}
     result = DemoResult(cfg, probe, methods, per_video, features, videos, data, fd, real_floor, sigma_of, start_check, timing,
                         models={"baseline": base.name, "timenoise": tn.name},
+                        model_meta={role: {k: m.meta.get(k) for k in ("seed", "command", "train_seconds", "final_loss")} for role, m in models.items()},
                         stats_summary={"tr_cov_d": stats.tr_cov_d, "rms_mean": float(stats.mean.double().pow(2).mean().sqrt())})
     return result

@@ -44,16 +44,22 @@ class ToyNetConfig:
     attn_heads: int = 4  # space-time self-attention after each deepest-level block (0: none)
     latent_size: int = 16  # latent height = width (sizes the attention's position embedding)
     beta_conditioning: int = 1  # 1: embed the cond noise level β (SVD-like); 0: ignore it (DynamiCrafter-like)
+    level_attn: int = 0  # 1: space-time attention also at the ``width`` level (after its down and its up blocks)
 
     def to_meta(self) -> dict[str, str]:
         return {f"arch.{k}": str(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> "ToyNetConfig":
-        missing = [k for k in asdict(cls()) if f"arch.{k}" not in meta]
+        """Inverse of ``to_meta``; keys added later (``ARCH_LEGACY``) take the value older files were built with."""
+        values = {k: meta.get(f"arch.{k}", ARCH_LEGACY.get(k)) for k in asdict(cls())}
+        missing = [k for k, v in values.items() if v is None]
         if missing:
             raise CILValueError(f"toy weights metadata lacks architecture keys {missing}; retrain with 'cil toy-train'.")
-        return cls(**{k: int(meta[f"arch.{k}"]) for k in asdict(cls())})
+        return cls(**{k: int(v) for k, v in values.items()})
+
+
+ARCH_LEGACY = {"level_attn": "0"}  # files written before these keys existed
 
 
 def comfy_timestep(family: DiffusionFamily, sigma: torch.Tensor) -> torch.Tensor:
@@ -169,6 +175,10 @@ class ToyVideoNet(nn.Module):
         self.mid_attn = nn.ModuleList(
             [SpaceTimeAttention(m, cfg.frames, mid_size, cfg.attn_heads, cfg.groups) for _ in range(cfg.blocks_mid if cfg.attn_heads else 0)]
         )
+        # optional attention at the `width` level: lets every position gather the conditional image's
+        # appearance from anywhere in the frame (a sprite's colours, to wherever x_t puts it)
+        lw, ls = widths[-1], 2 * mid_size
+        self.level_attn = nn.ModuleList([SpaceTimeAttention(lw, cfg.frames, ls, cfg.attn_heads, cfg.groups) for _ in range(2 * cfg.level_attn)])
         self.ups = nn.ModuleList([nn.ConvTranspose3d(wn, wi, (1, 2, 2), stride=(1, 2, 2)) for wi, wn in zip(widths, nxt)])
         self.up_blocks = nn.ModuleList(
             [nn.ModuleList([ResBlock21(2 * wi if i == 0 else wi, wi, e, cfg.groups) for i in range(cfg.blocks_outer)]) for wi in widths]
@@ -208,19 +218,24 @@ class ToyVideoNet(nn.Module):
         emb = self.embedding(timestep.reshape(-1).expand(b), noise_level.reshape(-1).expand(b))
         hid = self.stem(torch.cat([x_in, cond_latent.to(x_in.dtype)], dim=1)) + self.frame_embed[:, :, :f]
         skips = []
-        for blocks, down in zip(self.down_blocks, self.downs):
+        last = len(self.down_blocks) - 1
+        for i, (blocks, down) in enumerate(zip(self.down_blocks, self.downs)):
             for block in blocks:
                 hid = block(hid, emb)
+            if i == last and self.level_attn:
+                hid = self.level_attn[0](hid)
             skips.append(hid)
             hid = down(hid)
         for i, block in enumerate(self.mid_blocks):
             hid = block(hid, emb)
             if i < len(self.mid_attn):
                 hid = self.mid_attn[i](hid)
-        for blocks, up, skip in zip(reversed(self.up_blocks), reversed(self.ups), reversed(skips)):
+        for j, (blocks, up, skip) in enumerate(zip(reversed(self.up_blocks), reversed(self.ups), reversed(skips))):
             hid = torch.cat([up(hid), skip], dim=1)
             for block in blocks:
                 hid = block(hid, emb)
+            if j == 0 and self.level_attn:
+                hid = self.level_attn[1](hid)
         gains = self.linear_gain(emb)
         a = gains[:, :c].view(b, c, 1, 1, 1)
         g = gains[:, c:].view(b, c, self.cfg.frames, 1, 1)[:, :, :f]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from cil_comfy.probe import ProbeSettings, check_prefix, parse_preview_times, probe_and_save
+from cil_comfy.probe import PROBE_MODES, RECOMMEND_FROM, ProbeSettings, check_prefix, parse_preview_times, probe_and_save
+from cil_comfy.sampling import sampler_names
 from cil_core import probe_report as report_lib
 from cil_core.start_rule import START_RULES, StartRule
+from cil_core.validation import CILValueError
 
 from .common import check_inputs, require_inputs
 
@@ -27,7 +29,13 @@ sample toward a still copy; a late start there (Late Start Sampler, Analytic-Ini
 Sec. 4.1) skips the whole copying regime and no more. Skipping steps still costs some fidelity on
 some models (on the toy world every late start does): compare with sampling from T. The threshold
 rule (M = largest t whose ratio stays >= threshold) is kept for comparison; it starts far too low. Ratio on the latent frame-difference energy; with a VAE and OpenCV installed
-the pixel optical-flow ratio is reported too. Table saved as JSON + CSV (+ the plot PNG) in the output folder."""
+the pixel optical-flow ratio is reported too. With samples_per_t >= 2 the table also holds the one-step ratio with the
+prediction noise removed (motion of x0 averaged over the noise draws: noise left in a prediction would otherwise count
+as motion). probe_mode one_step+regen adds the regeneration probe: x_t is sampled back to 0 with the chosen ComfyUI
+sampler in regen_steps steps and the motion of the result is compared with the video's; a perfect model keeps it near 1
+(on average over videos) at every t, a model that copies the image loses it at large t. It needs no reference, costs
+regen_steps model calls per (t, sample), and shows in the same plot and table. recommend_from picks the curve the start
+rule reads. Table saved as JSON + CSV (+ the plot PNG) in the output folder; ± is one standard error."""
 
 
 class LeakageProbe(io.ComfyNode):
@@ -59,6 +67,11 @@ class LeakageProbe(io.ComfyNode):
                 io.String.Input("preview_t", default="auto", tooltip="Which one-step predictions the predictions output holds (sample 0): auto = largest t and the recommended M; all; none; or times such as 0.5, 0.9 (nearest grid t)."),
                 io.Combo.Input("pixel_metric", options=["auto", "off"], default="auto", tooltip="auto: also report the pixel optical-flow ratio (OpenCV Farneback) when a vae is connected and opencv is installed; decodes every prediction (slower). off: latent metric only."),
                 io.String.Input("filename_prefix", default="cil_probe/leakage_probe", tooltip="Where the table (JSON, CSV) and plot (PNG) are saved, relative to ComfyUI's output folder."),
+                io.Combo.Input("probe_mode", options=list(PROBE_MODES), default="one_step", optional=True, tooltip="one_step: the paper's probe (one model call per t and sample). one_step+regen: also regenerate each noisy video x_t back to 0 with the sampler below and compare its motion with the video's (regen_steps model calls per t and regeneration); a model that copies the conditional image loses motion as t grows, a perfect one does not."),
+                io.Int.Input("regen_steps", default=10, min=1, max=200, optional=True, tooltip="one_step+regen: sampling steps from each t down to 0 (the pack's late-start schedule from t, as the Late Start Sampler uses)."),
+                io.Int.Input("regen_samples", default=2, min=1, max=64, optional=True, tooltip="one_step+regen: regenerations per t (their own noise, from seed + 1). Each costs regen_steps model calls; they are batched like the one-step calls (max_batch)."),
+                io.Combo.Input("sampler_name", options=sampler_names(), default="euler", optional=True, tooltip="one_step+regen: the ComfyUI sampler that regenerates (KSampler's names). Use the one your graph samples with."),
+                io.Combo.Input("recommend_from", options=list(RECOMMEND_FROM), default="one_step", optional=True, tooltip="The curve the start rule reads: one_step (the paper's raw ratio), corrected (the prediction noise removed; needs samples_per_t >= 2) or regen (needs one_step+regen). The one-step curves fall at large t even for a perfect model, which averages over the possible futures; the regeneration curve does not."),
             ],
             outputs=[
                 io.Image.Output(display_name="plot", tooltip="Motion ratio vs t with the leak threshold, the plateau level and the recommended M."),
@@ -75,11 +88,13 @@ class LeakageProbe(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold,
                 plateau_tolerance, max_batch, preview_t, pixel_metric, filename_prefix, video_latent=None, video_frames=None,
-                vae=None) -> io.NodeOutput:
+                vae=None, probe_mode="one_step", regen_steps=10, regen_samples=2, sampler_name="euler",
+                recommend_from="one_step") -> io.NodeOutput:
         require_inputs(cls, locals(), probe_checks)
         out = probe_and_save(model, positive, negative, ProbeSettings.from_widgets(
             grid_count, t_min, t_max, samples_per_t, seed, cfg, start_rule, threshold, plateau_tolerance, max_batch,
-            pixel_metric), preview_t, filename_prefix, video_latent=video_latent, video_frames=video_frames, vae=vae)
+            pixel_metric, probe_mode, regen_steps, regen_samples, sampler_name, recommend_from), preview_t, filename_prefix,
+            video_latent=video_latent, video_frames=video_frames, vae=vae)
         return io.NodeOutput(out.image, out.text, out.recommended_m, out.preview, ui=out.ui)
 
 
@@ -99,6 +114,13 @@ def probe_checks(v) -> bool:
         StartRule(rule[0], float(rule[1]), float(rule[2]))
     if v.get("filename_prefix") is not None:
         check_prefix(v["filename_prefix"])
+    modes = (v.get("probe_mode", "one_step"), v.get("recommend_from", "one_step"), v.get("samples_per_t"))
+    if None not in modes and modes[0] in PROBE_MODES and modes[1] in RECOMMEND_FROM:
+        if modes[1] == "regen" and modes[0] != "one_step+regen":
+            raise CILValueError("recommend_from=regen needs the regeneration probe: set probe_mode to one_step+regen.")
+        if modes[1] == "corrected" and modes[2] < 2:
+            raise CILValueError(f"recommend_from=corrected needs samples_per_t >= 2 (got {modes[2]}): the noise is removed by "
+                                "averaging the samples of one t.")
     return True
 
 

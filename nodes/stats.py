@@ -14,7 +14,7 @@ from cil_comfy.stats import (
     stats_target,
 )
 from cil_core.stats_io import load_stats
-from cil_core.validation import shown
+from cil_core.validation import CILValueError, shown
 
 from .common import Stats, check_inputs, require_inputs, show_text
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cil_core.families import RectifiedFlow, dynamicrafter_family, svd_family, wan_family
-from cil_core.motion import first_frame_psnr, frame_difference_energy, motion_ratio
+from cil_core.motion import first_frame_psnr, frame_difference_energy, motion_of_mean, motion_ratio
 from cil_core.probe import one_step_predictions, probe_leakage
 from cil_core.validation import CILValueError
 
@@ -60,6 +60,21 @@ def test_static_video_and_bad_shapes():
         frame_difference_energy(torch.randn(4, 1, 5, 6), time_dim=1)
     with pytest.raises(CILValueError, match="batch dim"):
         frame_difference_energy(torch.randn(3, 4, 5), time_dim=0, batch_dims=1)
+
+
+def test_motion_of_mean_is_unbiased_and_needs_two_draws():
+    """Draws = a fixed video + noise: the estimate's mean over 2000 repeats is the fixed video's
+    energy within 5 SE, while the plain energy of one draw is biased up by 2·var."""
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(3, 4, 5, 6, dtype=torch.float64, generator=g)
+    true = float(frame_difference_energy(mean, time_dim=1))
+    draws = mean + 0.7 * torch.randn(2000, 3, 3, 4, 5, 6, dtype=torch.float64, generator=g)
+    est = motion_of_mean(draws, time_dim=1)
+    assert abs(float(est.mean()) - true) < 5 * float(est.std()) / math.sqrt(2000)
+    plain = frame_difference_energy(draws[:, 0], time_dim=1)
+    assert float(plain.mean()) > true + 2 * 0.49 * 0.9
+    with pytest.raises(CILValueError, match="at least 2 draws"):
+        motion_of_mean(draws[:, :1], time_dim=1)
 
 
 def test_motion_ratio_and_psnr():
@@ -185,6 +200,19 @@ def test_probe_on_exact_gaussian_posterior_mean(name):
         ratios.append(expected / motion_ref)
     # the exact ratio falls with t for this prior (the probe's premise)
     assert ratios[0] > ratios[-1]
+    # corrected motion: E_ε[x̂0] = m + aK(x0 − m), its energy ‖D(m + aK(x0 − m))‖²/n_D exactly; the
+    # tolerance uses the spread of the unbiased estimate over 10 groups of 60 draws (conservative)
+    kept = probe_leakage(posterior_mean, x0, fam, grid, samples_per_t=samples, generator=torch.Generator().manual_seed(5),
+                         max_batch=300, keep_predictions=True)
+    assert torch.allclose(kept.motion_mean, res.motion_mean)
+    for i, s in enumerate(res.sigma.numpy()):
+        a, b = ref_ab(fam, float(s))
+        k = a * cov @ np.linalg.inv(a * a * cov + b * b * np.eye(d))
+        expected = float(np.sum((dmat @ (m + a * k @ (x0_np - m))) ** 2) / n_d)
+        groups = motion_of_mean(kept.predictions[i].reshape(10, 60, *shape), time_dim=1)
+        se = float(groups.std()) / math.sqrt(10)
+        assert abs(float(res.motion_mean[i, 0]) - expected) < Z * se + 1e-9, (float(res.motion_mean[i, 0]), expected, se)
+        assert float(res.motion_mean[i, 0]) <= float(res.motion_pred[i].mean())  # noise removed: never more motion
 
 
 @given(

@@ -168,7 +168,9 @@ def test_cli_probes_a_toy_model_and_writes_png_json_csv(tmp_path, capsys):
     assert (out / "r.png").is_file() and (out / "r.csv").is_file()
     assert [row["t"] for row in report["rows"]] == pytest.approx([0.1, 0.55, 1.0])
     assert all(len(row["latent_energy_ratios"]) == 4 for row in report["rows"])  # 2 videos x 2 samples pooled
-    assert report["plot"]["series"][0]["ratio"] == pytest.approx(pr.mean_ratios(report, "latent_energy"), rel=1e-12)
+    series = {s["key"]: s for s in report["plot"]["series"]}
+    assert series["latent_energy"]["ratio"] == pytest.approx(pr.mean_ratios(report, "latent_energy"), rel=1e-12)
+    assert set(series) == {"latent_energy", "corrected"}  # 2 draws per t: the noise-removed curve too
     assert f"recommended start M = {report['recommended_start']:.4f}" in capsys.readouterr().out
 
 
@@ -186,3 +188,33 @@ def test_ratios_above_one_needs_a_finite_standard_error():
     flagged = pr.ratios_above_one([0.5, 0.9, 1.0], [1.5, 3.0, 3.0], [0.1, None, float("nan")])
     assert flagged == [{"t": 0.5, "ratio": 1.5, "se": 0.1}]
     assert pr.ratios_above_one([0.5], [1.5], [0.3]) == []  # 1.5 − 2·0.3 < 1: within noise
+
+
+def test_the_report_holds_the_corrected_and_regeneration_curves_and_reads_m_off_the_chosen_one():
+    t = [0.2, 0.6, 1.0]
+    one = make_result([[1.0, 0.9], [0.5, 0.7], [0.2, 0.1]], t)
+    one.motion_mean = torch.tensor([[0.9], [0.5], [0.05]], dtype=torch.float64) * one.motion_ref
+    regen = ProbeResult(t=one.t, sigma=one.sigma, motion_pred=torch.tensor([[1.0, 1.0, 1.0], [0.9, 1.0, 1.1], [0.95, 1.0, 1.05]]) * 2.0,
+                        motion_ref=2.0, mode="regen")
+    report = pr.build_report(one, pr_rule(), regen=regen, recommend_from="regen")
+    assert report["recommendation_metric"] == "regen" and report["regen_samples_per_t"] == 3
+    row = report["rows"][1]
+    assert row["regen_ratio_mean"] == pytest.approx(1.0) and row["regen_ratio_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert row["corrected_ratio_mean"] == pytest.approx(0.5) and row["corrected_ratio_se"] is None  # one video: no SE
+    assert row["latent_energy_ratio_se"] == pytest.approx(0.1)  # [0.5, 0.7]: std 0.1414, SE over 2 draws 0.1
+    assert report["recommendation"]["verdict"] == "no_leakage"  # regenerated videos keep their motion
+    assert pr.build_report(one, pr_rule(), regen=regen)["recommendation"]["verdict"] in ("late_start", "plateau_at_top")  # one-step leaks
+    text, table = pr.report_text(report), pr.report_csv(report)
+    assert "regen" in text and "n/a" in text and "± is one standard error" in text
+    assert "regen_ratio_se" in table.splitlines()[0] and "nan" in table
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN
+    with pytest.raises(CILValueError, match="recommend_from"):
+        pr.build_report(one, pr_rule(), recommend_from="regen")
+    with pytest.raises(CILValueError, match="t grid"):
+        pr.build_report(one, pr_rule(), regen=make_result([[1.0], [1.0]], [0.2, 1.0]))
+
+
+def pr_rule():
+    from cil_core.start_rule import StartRule
+
+    return StartRule()

@@ -517,9 +517,9 @@ def test_pixel_metric_follows_opencv_availability(vae_host):
     report = load_report(vae_host, "probe_px")
     series = [s["key"] for s in report["plot"]["series"]]
     if importlib.util.find_spec("cv2") is None:
-        assert "OpenCV not installed" in report["meta"]["pixel_metric"] and series == ["latent_energy"]
+        assert "OpenCV not installed" in report["meta"]["pixel_metric"] and series == ["latent_energy", "corrected"]
         return
-    assert report["meta"]["pixel_metric"] == "on" and series == ["latent_energy", "pixel_flow"]
+    assert report["meta"]["pixel_metric"] == "on" and series == ["latent_energy", "corrected", "pixel_flow"]
     assert report["metrics"]["pixel_flow"]["reference_motion"] > 0
     for row in report["rows"]:
         ratios = row["pixel_flow_ratios"]
