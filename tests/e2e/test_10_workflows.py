@@ -99,6 +99,18 @@ def _expected_dialogs(dialogs: list[str], entry: dict | None) -> tuple[list[str]
     return [d for d in dialogs if d not in tolerated], tolerated
 
 
+def _error_nodes(nodes: list[dict], entry: dict | None) -> tuple[list[str], list[str]]:
+    """(flagged, tolerated) nodes the page marked with errors after a load. Tolerated: in a load-only
+    workflow, a node whose combo names a model file (weight suffix) the server does not list — newer
+    frontends outline such loaders instead of opening a dialog. Anything else is a real error."""
+    load_only = entry is not None and not entry.get("run")
+    flagged, tolerated = [], []
+    for node in nodes:
+        files = [v for v in node["absent"] if v.lower().endswith(WEIGHT_SUFFIXES)]
+        (tolerated if load_only and files else flagged).append(f"{node['node']} {files or node['absent']}")
+    return flagged, tolerated
+
+
 def _node_ids(workflow: dict, types: list[str]) -> list[str]:
     bare = {t.split(" (in subgraph")[0] for t in types}
     return [f"#{n['id']} {n['type']}" for n in workflow["nodes"] if n.get("type") in bare]
@@ -143,7 +155,10 @@ def test_workflow_loads_in_the_page(workflow_file, workflows_dir, comfy_page, ob
     assert not missing, (f"{name}: the page does not know node type(s) {', '.join(missing)} "
                          f"(nodes {_node_ids(workflow, missing)}; dialog: {state['dialogs']}; screenshot {shot})")
     assert not state["dialogs"], f"{name}: the page showed a dialog after loading: {state['dialogs']} (screenshot {shot})"
-    assert not state["errorNodes"], f"{name}: nodes flagged with errors after load: {state['errorNodes']}"
+    flagged, absent_models = _error_nodes(state["errorNodes"], manifest[0].get(name))
+    if absent_models:
+        print(f"{name}: load-only, loaders flagged for model files this host lacks: {absent_models}")
+    assert not flagged, f"{name}: nodes flagged with errors after load: {flagged}"
     assert state["nodeCount"] == len(workflow["nodes"]), (
         f"{name}: page holds {state['nodeCount']} nodes, the file has {len(workflow['nodes'])}")
     uncaught = [e for e in state["page_errors"] if e.startswith("pageerror")]
