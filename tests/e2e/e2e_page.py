@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from e2e_env import ARTIFACTS, DRIVER, REPO
+
+THUMB_WIDTH = 480  # template browser cards are a few hundred px wide
 from e2e_server import ComfyServer
 
 
@@ -188,8 +190,20 @@ class ComfyPage:
         thumbs = os.environ.get("CIL_E2E_THUMBNAILS_TO")
         if thumbs and publish:  # <name>.jpg beside a workflow is its card in the template browser
             folder = Path(thumbs) if Path(thumbs).is_absolute() else REPO / thumbs
-            self.browser.call("screenshot", file=str(folder / f"{name}.jpg"), quality=70)
+            self.thumbnail(target, folder / f"{name}.jpg")
         return target
+
+    def thumbnail(self, png: Path, jpg: Path, width: int = THUMB_WIDTH) -> None:
+        """The graph canvas cut out of the page's screenshot, ``width`` px wide, as a small JPEG (Pillow)."""
+        from PIL import Image  # the host venv has it (ComfyUI needs it); only thumbnails need it here
+
+        box = self.browser.js("const r = window.app.canvasEl.getBoundingClientRect();"
+                              "return [r.left, r.top, r.right, r.bottom].map(Math.round);")
+        with Image.open(png) as shot:
+            graph = shot.convert("RGB").crop((max(box[0], 0), max(box[1], 0), min(box[2], shot.width), min(box[3], shot.height)))
+        small = graph.resize((width, round(graph.height * width / graph.width)), Image.LANCZOS)
+        jpg.parent.mkdir(parents=True, exist_ok=True)
+        small.save(jpg, "JPEG", quality=72, optimize=True)
 
     def queue_current(self, timeout_s: float) -> dict:
         """Press the app's queue (app.queuePrompt) and wait for the prompt it sent to finish.

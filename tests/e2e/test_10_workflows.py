@@ -176,6 +176,40 @@ def test_workflow_loads_in_the_page(workflow_file, workflows_dir, comfy_page, ob
     print(f"{name}: loaded {state['nodeCount']} nodes; screenshot {shot}")
 
 
+# Measured in the page after a load: nodes the app grew past their saved size (LGraphNode.computeSize),
+# and widget rows whose label + value do not fit (BaseWidget.drawTruncatingText: the text gets
+# width - 85 px; label + 5 px + value beyond that is cut to "sta…"). Fonts as the page draws them.
+_FIT_JS = """
+const ctx = document.createElement('canvas').getContext('2d');
+const saved = Object.fromEntries(arg.map(n => [n.id, n.size]));
+const grown = [], cut = [];
+for (const n of window.app.graph.nodes) {
+  const s = saved[n.id];
+  if (s && (n.size[0] > s[0] + 0.5 || n.size[1] > s[1] + 0.5))
+    grown.push(`#${n.id} ${n.type}: saved ${s.map(Math.round)}, page ${[...n.size].map(Math.round)}`);
+  ctx.font = n.innerFontStyle || `normal ${LiteGraph.NODE_SUBTEXT_SIZE}px ${LiteGraph.NODE_FONT}`;
+  for (const w of n.widgets || []) {
+    if (!['combo', 'number', 'text', 'toggle'].includes(w.type) || (n.isWidgetVisible && !n.isWidgetVisible(w))) continue;
+    const label = String(w.displayName ?? w.label ?? w.name), value = String(w._displayValue ?? w.value);
+    const need = ctx.measureText(label).width + 5 + ctx.measureText(value).width + 85;
+    if (need > (w.width || n.size[0]) + 0.5) cut.push(`#${n.id} ${n.type}.${w.name}: "${label}" + "${value}" needs ${Math.ceil(need)} px, has ${Math.round(w.width || n.size[0])}`);
+  }
+}
+return {grown, cut};
+"""
+
+
+def test_workflow_fits_in_the_page(workflow_file, workflows_dir, comfy_page, manifest):
+    """The page draws every node at its saved size and every widget's label and value in full."""
+    workflow = _read_ui_workflow(workflow_file, workflows_dir)
+    _skip_without_packs(workflow_file.name, manifest[0].get(workflow_file.name), comfy_page.server)
+    comfy_page.load(workflow, workflow_file.stem)
+    comfy_page.close_dialogs()
+    fit = comfy_page.browser.js(_FIT_JS, arg=[{"id": n["id"], "size": n["size"]} for n in workflow["nodes"]])
+    assert not fit["grown"], f"{workflow_file.name}: the page grew nodes past their saved size:\n  " + "\n  ".join(fit["grown"])
+    assert not fit["cut"], f"{workflow_file.name}: widget texts the page truncates:\n  " + "\n  ".join(fit["cut"])
+
+
 def test_workflow_runs_from_the_page(workflow_file, workflows_dir, comfy_page, manifest):
     workflow = _read_ui_workflow(workflow_file, workflows_dir)
     name = workflow_file.name
