@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the e2e tier needs besides a ComfyUI checkout and its venv:
 #   - Debian's Chromium and ChromeDriver (apt-get; no browser download by any npm package)
+#   - a CJK font (fonts-wqy-microhei): the Wan templates' negative prompt is Chinese; without it the
+#     screenshots and thumbnails show empty boxes
 #   - playwright-core for the Node.js bridge (npm ci from tests/e2e/driver/package-lock.json)
 # Idempotent; run as root (or with sudo available). Usage: tests/e2e/setup.sh
 set -euo pipefail
@@ -8,11 +10,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -d /usr/share/fonts/truetype/wqy ]; then
   echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo present)"
 else
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-wqy-microhei
 fi
 
 command -v node >/dev/null || { echo "setup.sh: Node.js (node, npm) is required; install it first (e.g. apt-get install nodejs npm)" >&2; exit 1; }

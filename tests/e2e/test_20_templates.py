@@ -35,18 +35,47 @@ def test_the_template_route_serves_every_workflow(comfy_server, pack_workflows, 
         assert comfy_server.get(route) == json.loads(path.read_text(encoding="utf-8")), f"{route} differs from {path}"
 
 
+# The template browser is a dialog in every frontend (PrimeVue's .global-dialog up to 1.3x, a
+# role="dialog" panel later); its cards carry the workflow's name in an <h3>.
+DIALOG = '[role="dialog"]'
+_CARDS_JS = """
+const out = {};
+for (const h of document.querySelectorAll('[role="dialog"] h3')) {
+  if (!h.getBoundingClientRect().width || !arg.includes(h.innerText.trim())) continue;
+  let card = h;  // the card: the nearest ancestor holding an image (or the 6th one up)
+  for (let i = 0; i < 6 && card.parentElement && !card.querySelector('img'); i++) card = card.parentElement;
+  out[h.innerText.trim()] = [...card.querySelectorAll('img')].map(img => ({src: img.src, loaded: img.complete && img.naturalWidth > 0}));
+}
+return out;
+"""
+_DIALOG_GONE_JS = """
+return window.__cilE2E.missing !== null
+  && ![...document.querySelectorAll('[role="dialog"]')].some(d => d.getBoundingClientRect().width && d.innerText.includes(arg.pack))
+  && {missing: window.__cilE2E.missing, nodes: window.app.graph.nodes.length};
+"""
+
+
 def test_the_template_browser_lists_and_opens_them(comfy_page, pack_workflows, pack_manifest):
     pack, folder, files = pack_workflows
     assert files, f"no UI workflows (*.json) in {folder}: the pack ships its workflows there"
     browser = comfy_page.browser
     comfy_page.close_dialogs()
     browser.js("await window.app.extensionManager.command.execute('Comfy.BrowseTemplates');")
-    browser.call("click", selector=f'.global-dialog >> text="{pack}"', timeout_ms=20000)
-    time.sleep(1.0)
-    titles = set(browser.call("visible_texts", selector=".global-dialog h3"))
-    absent = sorted(p.stem for p in files if p.stem not in titles)
+    browser.call("click", selector=f'{DIALOG} >> text="{pack}"', timeout_ms=20000)
+    names = [p.stem for p in files]
+    try:  # cards and their thumbnails (<name>.jpg beside the workflow) load lazily
+        browser.call("wait_for", timeout_s=40, timeout_ms=30000, arg=names, body=(
+            "const ok = n => [...document.querySelectorAll('[role=\"dialog\"] h3')].some(h => h.innerText.trim() === n);"
+            "return arg.every(ok) && [...document.querySelectorAll('[role=\"dialog\"] img')].every(i => i.complete);"))
+    except AssertionError:
+        pass  # reported below, with what the browser does show
+    cards = browser.js(_CARDS_JS, arg=names)
     shot = comfy_page.screenshot("template-browser", publish=False)
-    assert not absent, f"template browser under {pack!r} lacks {absent} (it shows {sorted(titles)}; screenshot {shot})"
+    absent = sorted(n for n in names if n not in cards)
+    assert not absent, f"template browser under {pack!r} lacks {absent} (it shows {sorted(cards)}; screenshot {shot})"
+    no_thumb = sorted(n for n, imgs in cards.items() if not any(i["loaded"] and f"{n}.jpg" in i["src"] for i in imgs))
+    assert not no_thumb, (f"template browser shows no thumbnail for {no_thumb}: ship workflows/<name>.jpg "
+                          f"(CIL_E2E_THUMBNAILS_TO=workflows writes them); cards: {cards}; screenshot {shot}")
 
     # Opened from there: a workflow this server has every node pack of (a runnable one first).
     entries = pack_manifest[0]
@@ -57,11 +86,9 @@ def test_the_template_browser_lists_and_opens_them(comfy_page, pack_workflows, p
         pytest.skip(f"every workflow in {folder} needs a third-party pack this host lacks; pass them in CIL_E2E_EXTRA_NODES")
     first = openable[0]
     browser.js("window.__cilE2E.missing = null; return true;")
-    browser.call("click", selector=f'.global-dialog h3 >> text="{first.stem}"')
+    browser.call("click", selector=f'{DIALOG} h3 >> text="{first.stem}"')
     try:
-        state = browser.call("wait_for", timeout_s=40, timeout_ms=30000, body=(
-            "return window.__cilE2E.missing !== null && !document.querySelector('.global-dialog .template-workflows-content')"
-            " && {missing: window.__cilE2E.missing, nodes: window.app.graph.nodes.length};"))
+        state = browser.call("wait_for", timeout_s=40, timeout_ms=30000, arg={"pack": pack}, body=_DIALOG_GONE_JS)
     except AssertionError as exc:
         comfy_page.close_dialogs()
         pytest.fail(f"{first.name} did not open from the template browser within 30 s; page errors: "
