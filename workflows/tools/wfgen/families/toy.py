@@ -99,7 +99,8 @@ def build_probe(cat) -> Workflow:
     probe = b.add("CIL_LeakageProbe", controls={"seed": "fixed"},
                   links={"model": loader.out(0), "positive": cond.out(0), "negative": cond.out(1), "video_frames": video.out(0), "vae": loader.out(1)},
                   grid_count=10, t_min=0.1, t_max=1.0, samples_per_t=4, seed=0, cfg=1.0, start_rule="plateau", threshold=0.5,
-                  plateau_tolerance=0.1, max_batch=8, preview_t="auto", pixel_metric="auto", filename_prefix="cil_probe/toy_edm_baseline")
+                  plateau_tolerance=0.1, max_batch=8, preview_t="auto", pixel_metric="auto", probe_mode="one_step+regen", regen_steps=8, regen_samples=2, sampler_name="euler", recommend_from="one_step",
+                  filename_prefix="cil_probe/toy_edm_baseline")
     c = Column(wf, b.right + 70, 0)
     plot = c.add("PreviewImage", (520, 380), title="Probe plot", links={"images": probe.out(0)})
     table = c.add("PreviewAny", (520, 280), title="Probe table", links={"source": probe.out(1)})

@@ -69,7 +69,8 @@ def probe_group(wf: Workflow, x: float, y: float, model, vae, *, frames: int, wi
     probe = c.add("CIL_LeakageProbe", controls={"seed": "fixed"},
                   links={"model": model, "positive": positive, "negative": negative, "video_frames": scaled.out(0), "vae": vae},
                   grid_count=10, t_min=0.1, t_max=1.0, samples_per_t=2, seed=0, cfg=1.0, start_rule="plateau", threshold=0.5,
-                  plateau_tolerance=0.1, max_batch=1, preview_t="auto", pixel_metric="auto", filename_prefix=prefix)
+                  plateau_tolerance=0.1, max_batch=1, preview_t="auto", pixel_metric="auto", probe_mode="one_step", regen_steps=10, regen_samples=2, sampler_name="euler", recommend_from="one_step",
+                  filename_prefix=prefix)
     d = row.column()
     d.add("PreviewImage", (520, 380), title="Probe plot", links={"images": probe.out(0)})
     d.add("PreviewAny", (520, 240), title="Probe table", links={"source": probe.out(1)})
