@@ -31,7 +31,8 @@ def test_toy_train_writes_loadable_models_and_the_demo_reads_them(tmp_path):
 
     report = tmp_path / "r"
     argv = ["demo", "--family", "vp", "--weights-dir", str(out), "--out", str(report), "--samples", "4", "--steps", "2",
-            "--m", "0.9", "--probe-videos", "1", "--probe-samples", "1", "--bootstrap", "2", "--quiet"]
+            "--m", "0.9", "--probe-videos", "2", "--probe-samples", "2", "--regen-samples", "1", "--regen-steps", "1",
+            "--reference-candidates", "8", "--bootstrap", "2", "--quiet"]
     assert cli.main(argv) == 0
     doc = json.loads((report / "metrics.json").read_text())
     assert doc["models"] == {"baseline": "vp_baseline", "timenoise": "vp_timenoise"}
