@@ -45,26 +45,48 @@ def _finite(prompt: dict, *refs) -> None:
         prompt[f"f{ref[0]}_{ref[1]}"] = {"class_type": "CILFuzz_Finite", "inputs": {"value": list(ref)}}
 
 
+def node_of(prompt: dict, class_type: str) -> str:
+    """The id of the one node of ``class_type`` in ``prompt`` (workflow ids change when they are regenerated)."""
+    ids = [k for k, v in prompt.items() if v["class_type"] == class_type]
+    assert len(ids) == 1, f"{len(ids)} {class_type} nodes in the prompt; expected one"
+    return ids[0]
+
+
+SHRUNK_AWAY = ("KSampler", "ImageStitch", "ImageScaleBy", "SaveAnimatedWEBP")  # the baseline and the stitched WEBP
+
+
+def shrunk(prompt: dict) -> dict:
+    """A toy workflow without the baseline KSampler and the stitched WEBP (ComfyUI's own nodes), and
+    without whatever read them; the Late Start Sampler runs 2 steps."""
+    gone = {k for k, v in prompt.items() if v["class_type"] in SHRUNK_AWAY}
+    while True:
+        more = {k for k, v in prompt.items() if k not in gone
+                and any(isinstance(x, list) and len(x) == 2 and x[0] in gone for x in v["inputs"].values())}
+        if not more:
+            break
+        gone |= more
+    out = {k: v for k, v in prompt.items() if k not in gone}
+    out[node_of(out, "CIL_LateStartSampler")]["inputs"]["steps"] = 2
+    return out
+
+
 def bases() -> dict[str, dict]:
     """The graphs the cases mutate (each runs in about a second on the toy model)."""
-    demo = _load("toy_cil_demo.json")
-    for k in ("7", "8", "10", "11", "12", "13"):  # the baseline KSampler and the stitched WEBP: ComfyUI's own nodes
-        demo.pop(k)
-    demo["6"]["inputs"]["steps"] = 2
-    _finite(demo, ("6", 0), ("9", 0), ("5", 2))
+    demo = shrunk(_load("toy_cil_demo.json"))
+    i2v, late, decode = (node_of(demo, c) for c in ("CIL_ToyImageToVideo", "CIL_LateStartSampler", "VAEDecode"))
+    _finite(demo, (late, 0), (decode, 0), (i2v, 2))
 
-    probe = _load("toy_leakage_probe.json")
-    for k in ("9", "10", "12", "13", "14", "15"):
-        probe.pop(k)
-    probe["5"]["inputs"].update(grid_count=2, samples_per_t=1, pixel_metric="off")
-    probe["8"]["inputs"]["steps"] = 2
-    _finite(probe, ("5", 2), ("5", 3), ("8", 0))
+    probe = shrunk(_load("toy_leakage_probe.json"))
+    leak, late_p = node_of(probe, "CIL_LeakageProbe"), node_of(probe, "CIL_LateStartSampler")
+    probe[leak]["inputs"].update(grid_count=2, samples_per_t=1, pixel_metric="off", probe_mode="one_step")
+    _finite(probe, (leak, 2), (leak, 3), (late_p, 0))
+    assert [probe[k]["class_type"] for k in ("2", "3", "4")] == ["CIL_ToyModelLoader", "CIL_ToyWorldVideo", "CIL_ToyImageToVideo"]
 
     timenoise = copy.deepcopy(demo)
     timenoise["20"] = {"class_type": "CIL_TimeNoiseConditioning", "inputs": {
         "model": ["2", 0], "beta_m": 3.0, "a": 5.0, "s": 1.0, "mode": "quantile", "quantile": 0.5, "seed": 0,
         "noise_shape": "per_element", "noise_clip_tokens": False}}
-    timenoise["6"]["inputs"]["model"] = ["20", 0]
+    timenoise[node_of(timenoise, "CIL_ToyImageToVideo")]["inputs"]["model"] = ["20", 0]
 
     pieces = {k: copy.deepcopy(probe[k]) for k in ("2", "3", "4")}
     sigmas = {**pieces,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from prompt_fuzz import node_of  # tests/host is on sys.path (conftest)
+
 pytestmark = pytest.mark.host
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows" / "api"
@@ -63,6 +65,9 @@ def hostile_values(inp) -> list:
 def test_every_node_checks_its_own_schema_and_never_raises(host):
     """For every pack node: defaults, links (None) and missing inputs pass; every hostile value of
     every input gives a message naming that input; nothing raises."""
+    import folder_paths
+
+    folder_paths.filename_list_cache.clear()  # earlier tests remove stats folders they listed
     checked = 0
     for node_id, cls in pack_nodes(host).items():
         good = defaults(cls)
@@ -93,7 +98,7 @@ def toy_workflow(name: str) -> dict:
         if node["class_type"] in ("CIL_LateStartSampler", "KSampler"):
             inputs["steps"] = 2
         if node["class_type"] == "CIL_LeakageProbe":
-            inputs.update(grid_count=2, samples_per_t=1, pixel_metric="off")
+            inputs.update(grid_count=2, samples_per_t=1, pixel_metric="off", probe_mode="one_step")
     return prompt
 
 
@@ -114,20 +119,20 @@ def linked(prompt: dict, node: str, name: str, kind: str, value) -> dict:
     """``prompt`` with input ``name`` of ``node`` fed by a Primitive node holding ``value``."""
     prompt = copy.deepcopy(prompt)
     prompt["90"] = {"class_type": f"Primitive{kind}", "inputs": {"value": value}}
-    prompt[node]["inputs"][name] = ["90", 0]
+    prompt[node if node in prompt else node_of(prompt, node)]["inputs"][name] = ["90", 0]
     return prompt
 
 
 def literal(prompt: dict, node: str, name: str, value) -> dict:
     prompt = copy.deepcopy(prompt)
-    prompt[node]["inputs"][name] = value
+    prompt[node if node in prompt else node_of(prompt, node)]["inputs"][name] = value
     return prompt
 
 
 @pytest.mark.parametrize("node, name, value", [
-    ("5", "samples_per_t", 10_000), ("5", "grid_count", 3_000_000), ("5", "max_batch", 1025), ("8", "M", 0.0009999),
-    ("8", "M", "abc"), ("8", "cfg", math.nan), ("4", "noise_level", math.nan), ("4", "width", 0), ("5", "start_rule", "nope"),
-    ("4", "vae", 5), ("5", "filename_prefix", "../outside"), ("5", "filename_prefix", "x" * 4096),
+    ("CIL_LeakageProbe", "samples_per_t", 10_000), ("CIL_LeakageProbe", "grid_count", 3_000_000), ("CIL_LeakageProbe", "max_batch", 1025), ("CIL_LateStartSampler", "M", 0.0009999),
+    ("CIL_LateStartSampler", "M", "abc"), ("CIL_LateStartSampler", "cfg", math.nan), ("CIL_ToyImageToVideo", "noise_level", math.nan), ("CIL_ToyImageToVideo", "width", 0), ("CIL_LeakageProbe", "start_rule", "nope"),
+    ("CIL_ToyImageToVideo", "vae", 5), ("CIL_LeakageProbe", "filename_prefix", "../outside"), ("CIL_LeakageProbe", "filename_prefix", "x" * 4096),
 ])
 def test_declared_bounds_and_literals_are_validation_errors(host, node, name, value):
     kind, message = outcome(host, literal(toy_workflow("toy_leakage_probe.json"), node, name, value))
@@ -136,13 +141,13 @@ def test_declared_bounds_and_literals_are_validation_errors(host, node, name, va
 
 
 @pytest.mark.parametrize("node, name, kind, value, expected", [
-    ("6", "cfg", "Float", math.nan, "cfg=nan is not a finite number"),
-    ("6", "steps", "Int", 2**40, "steps=1099511627776 is above its maximum 1000"),
-    ("6", "M", "Float", 1.5, "M=1.5 is outside (0, 1]"),
-    ("5", "noise_level", "Float", math.nan, "noise_level=nan"),
-    ("5", "width", "Int", 0, "width=0 is below its minimum 16"),
-    ("5", "height", "Int", -16, "height=-16 is below its minimum 16"),
-    ("5", "frames", "Int", 10**12, "frames=1000000000000 is above its maximum 64"),
+    ("CIL_LateStartSampler", "cfg", "Float", math.nan, "cfg=nan is not a finite number"),
+    ("CIL_LateStartSampler", "steps", "Int", 2**40, "steps=1099511627776 is above its maximum 1000"),
+    ("CIL_LateStartSampler", "M", "Float", 1.5, "M=1.5 is outside (0, 1]"),
+    ("CIL_ToyImageToVideo", "noise_level", "Float", math.nan, "noise_level=nan"),
+    ("CIL_ToyImageToVideo", "width", "Int", 0, "width=0 is below its minimum 16"),
+    ("CIL_ToyImageToVideo", "height", "Int", -16, "height=-16 is below its minimum 16"),
+    ("CIL_ToyImageToVideo", "frames", "Int", 10**12, "frames=1000000000000 is above its maximum 64"),
 ])
 def test_values_through_links_are_checked_at_run_time(host, node, name, kind, value, expected):
     kind_, message = outcome(host, linked(toy_workflow("toy_cil_demo.json"), node, name, kind, value))
@@ -157,7 +162,7 @@ def test_probe_values_and_names_through_links_are_refused_before_the_probe_runs(
                                         ("filename_prefix", "String", "y" * 4096, "characters long"),
                                         ("filename_prefix", "String", "a\x00b", "NUL"),
                                         ("filename_prefix", "String", "../../escape", "relative name")):
-        result, message = outcome(host, linked(base, "5", name, kind, value))
+        result, message = outcome(host, linked(base, "CIL_LeakageProbe", name, kind, value))
         assert result == "execution" and "CILValueError" in message and expected in message, message
     assert sorted(p.name for p in out.rglob("*")) == before, "nothing may be written for a refused prompt"
 
@@ -169,7 +174,7 @@ def test_timenoise_nan_quantile_and_train_values_through_links(host):
         "model": ["2", 0], "beta_m": 3.0, "a": 5.0, "s": 1.0, "mode": "quantile", "quantile": ["90", 0], "seed": 0,
         "noise_shape": "per_element", "noise_clip_tokens": False}}
     patched["90"] = {"class_type": "PrimitiveFloat", "inputs": {"value": math.nan}}
-    patched["6"]["inputs"]["model"] = ["20", 0]
+    patched[node_of(patched, "CIL_ToyImageToVideo")]["inputs"]["model"] = ["20", 0]
     result, message = outcome(host, patched)
     assert result == "execution" and "quantile=nan" in message, message
     train = {"2": base["2"], "90": {"class_type": "PrimitiveFloat", "inputs": {"value": math.nan}},
