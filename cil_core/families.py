@@ -26,9 +26,6 @@ from .validation import CILValueError
 
 Tensorish = torch.Tensor | float
 
-PREDICTIONS = ("eps", "v", "flow")
-
-
 def as_float64(x: Tensorish) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64)
 

@@ -68,7 +68,6 @@ class DemoConfig:
     bootstrap: int = 200
     batch: int = 32
     se_factor: float = 2.0  # a difference counts when it exceeds se_factor × its standard error
-    materiality: float = 0.25  # Q2: share of the from-T → real speed gap a late start must close for "yes"
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

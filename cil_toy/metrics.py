@@ -37,9 +37,6 @@ from .data import SpriteTracks
 COLOR_TAU = 0.6
 FOUND_FRACTION = 0.3
 FEATURES = ("speed", "net_speed", "log_fde", "persistence", "size_cv", "log_hf_energy")
-PER_VIDEO = ("speed", "net_speed", "fde", "psnr0", "persistence", "size_cv", "hf_energy")
-
-
 @dataclass
 class SpriteObservations:
     area: torch.Tensor  # [N, S, F] colour-matched area (px)

@@ -270,7 +270,3 @@ class ToyDenoiser:
             return self(x, sigma, {"image": img, "noise_level": torch.full((x.shape[0],), float(noise_level))})
 
         return denoise
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())

@@ -12,7 +12,6 @@ Weights are stored as float16 (a few MB in all) and loaded as float32.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -80,14 +79,6 @@ def weights_path(name_or_path: str | os.PathLike) -> Path:
 def available_toy_models() -> list[str]:
     """Shipped model names whose files are present."""
     return [name for name, file in SHIPPED.items() if (WEIGHTS_DIR / file).is_file()]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_toy_model(path: str | os.PathLike, net: ToyVideoNet, family: DiffusionFamily, codec: LatentCodec, meta: dict[str, str]) -> Path:
