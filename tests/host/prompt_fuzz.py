@@ -86,7 +86,7 @@ def bases() -> dict[str, dict]:
     timenoise["20"] = {"class_type": "CIL_TimeNoiseConditioning", "inputs": {
         "model": ["2", 0], "beta_m": 3.0, "a": 5.0, "s": 1.0, "mode": "quantile", "quantile": 0.5, "seed": 0,
         "noise_shape": "per_element", "noise_clip_tokens": False}}
-    timenoise[node_of(timenoise, "CIL_ToyImageToVideo")]["inputs"]["model"] = ["20", 0]
+    timenoise[node_of(timenoise, "CIL_LateStartSampler")]["inputs"]["model"] = ["20", 0]
 
     pieces = {k: copy.deepcopy(probe[k]) for k in ("2", "3", "4")}
     sigmas = {**pieces,

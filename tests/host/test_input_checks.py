@@ -174,7 +174,7 @@ def test_timenoise_nan_quantile_and_train_values_through_links(host):
         "model": ["2", 0], "beta_m": 3.0, "a": 5.0, "s": 1.0, "mode": "quantile", "quantile": ["90", 0], "seed": 0,
         "noise_shape": "per_element", "noise_clip_tokens": False}}
     patched["90"] = {"class_type": "PrimitiveFloat", "inputs": {"value": math.nan}}
-    patched[node_of(patched, "CIL_ToyImageToVideo")]["inputs"]["model"] = ["20", 0]
+    patched[node_of(patched, "CIL_LateStartSampler")]["inputs"]["model"] = ["20", 0]
     result, message = outcome(host, patched)
     assert result == "execution" and "quantile=nan" in message, message
     train = {"2": base["2"], "90": {"class_type": "PrimitiveFloat", "inputs": {"value": math.nan}},
