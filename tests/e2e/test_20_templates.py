@@ -44,7 +44,8 @@ for (const h of document.querySelectorAll('[role="dialog"] h3')) {
   if (!h.getBoundingClientRect().width || !arg.includes(h.innerText.trim())) continue;
   let card = h;  // the card: the nearest ancestor holding an image (or the 6th one up)
   for (let i = 0; i < 6 && card.parentElement && !card.querySelector('img'); i++) card = card.parentElement;
-  out[h.innerText.trim()] = [...card.querySelectorAll('img')].map(img => ({src: img.src, loaded: img.complete && img.naturalWidth > 0}));
+  out[h.innerText.trim()] = [...card.querySelectorAll('img')].map(img => ({src: img.src, loaded: img.complete && img.naturalWidth > 0,
+                                                                    size: [img.naturalWidth, img.naturalHeight]}));
 }
 return out;
 """
@@ -53,6 +54,19 @@ return window.__cilE2E.missing !== null
   && ![...document.querySelectorAll('[role="dialog"]')].some(d => d.getBoundingClientRect().width && d.innerText.includes(arg.pack))
   && {missing: window.__cilE2E.missing, nodes: window.app.graph.nodes.length};
 """
+
+
+def shows_thumbnail(img: dict, jpg) -> bool:
+    """A card image is the workflow's thumbnail: loaded from <name>.jpg, or (newer frontends fetch it
+    and show a blob: URL) a loaded blob of exactly that file's pixel size."""
+    if not (img["loaded"] and jpg.is_file()):
+        return False
+    if jpg.name in img["src"]:
+        return True
+    from PIL import Image
+
+    with Image.open(jpg) as im:
+        return img["src"].startswith("blob:") and list(im.size) == list(img["size"])
 
 
 def test_the_template_browser_lists_and_opens_them(comfy_page, pack_workflows, pack_manifest):
@@ -65,15 +79,15 @@ def test_the_template_browser_lists_and_opens_them(comfy_page, pack_workflows, p
     names = [p.stem for p in files]
     try:  # cards and their thumbnails (<name>.jpg beside the workflow) load lazily
         browser.call("wait_for", timeout_s=40, timeout_ms=30000, arg=names, body=(
-            "const ok = n => [...document.querySelectorAll('[role=\"dialog\"] h3')].some(h => h.innerText.trim() === n);"
-            "return arg.every(ok) && [...document.querySelectorAll('[role=\"dialog\"] img')].every(i => i.complete);"))
+            "const cards = (() => {" + _CARDS_JS + "})();"
+            "return arg.every(n => (cards[n] || []).some(i => i.loaded));"))
     except AssertionError:
         pass  # reported below, with what the browser does show
     cards = browser.js(_CARDS_JS, arg=names)
     shot = comfy_page.screenshot("template-browser", publish=False)
     absent = sorted(n for n in names if n not in cards)
     assert not absent, f"template browser under {pack!r} lacks {absent} (it shows {sorted(cards)}; screenshot {shot})"
-    no_thumb = sorted(n for n, imgs in cards.items() if not any(i["loaded"] and f"{n}.jpg" in i["src"] for i in imgs))
+    no_thumb = sorted(n for n, imgs in cards.items() if not any(shows_thumbnail(i, folder / f"{n}.jpg") for i in imgs))
     assert not no_thumb, (f"template browser shows no thumbnail for {no_thumb}: ship workflows/<name>.jpg "
                           f"(CIL_E2E_THUMBNAILS_TO=workflows writes them); cards: {cards}; screenshot {shot}")
 
