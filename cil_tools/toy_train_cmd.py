@@ -1,7 +1,8 @@
 """``cil toy-train``: train the toy world's model pair with the shipped recipe.
 
-With the defaults this reproduces ``cil_toy/weights/`` (pass ``--out cil_toy/weights`` to replace
-them): Analytic-Init stats, an EDM pre-train, the EDM baseline and TimeNoise fine-tunes (and
+With the defaults this makes a pair equivalent to ``cil_toy/weights/`` (same recipe and world
+distribution; the shipped files predate the scene/motion world, so not the same bits; pass
+``--out cil_toy/weights`` to replace them): Analytic-Init stats, an EDM pre-train, the EDM baseline and TimeNoise fine-tunes (and
 the VP pair with ``--vp``). Every file records this exact command and its seed.
 """
 
