@@ -8,7 +8,6 @@ This checks the repo's own workflows/ folder (what users get), whatever CIL_E2E_
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 
 import pytest
