@@ -41,24 +41,22 @@ def probe_tables(p: dict) -> list[str]:
     """One-step (raw and noise-removed) and regeneration ratios per t, with the reference."""
     has_ref = "reference_ratio" in p
     head = "| t | σ |" + (" reference |" if has_ref else "") + "".join(f" {ROLES[r]} | {ROLES[r]} − ref |" if has_ref else f" {ROLES[r]} |" for r in ROLES)
-    out = ["One-step probe, raw (the paper's measure: FDE of each one-step x̂0 / FDE of the video):", "", head,
-           "|" + "---|" * (head.count("|") - 1)]
-    for i, t in enumerate(p["t"]):
-        cells = [fmt(t), fmt(p["sigma"][i])] + ([pm(p["reference_ratio"][i], p["reference_ratio_se"][i])] if has_ref else [])
-        for r in ROLES:
-            cells.append(pm(p[f"{r}_mean_ratio"][i], p[f"{r}_ratio_se"][i]))
-            if has_ref:
-                cells.append(pm(p[f"{r}_excess"][i], p[f"{r}_excess_se"][i]))
-        out.append("| " + " | ".join(cells) + " |")
-    out += ["", "One-step probe, prediction noise removed (FDE of x̂0 averaged over the noise draws, unbiased):", "", head,
-            "|" + "---|" * (head.count("|") - 1)]
-    for i, t in enumerate(p["t"]):
-        cells = [fmt(t), fmt(p["sigma"][i])] + ([pm(p["reference_corrected"][i], p["reference_corrected_se"][i])] if has_ref else [])
-        for r in ROLES:
-            cells.append(pm(p[f"{r}_corrected_ratio"][i], p[f"{r}_corrected_ratio_se"][i]))
-            if has_ref:
-                cells.append(pm(p[f"{r}_excess_corrected"][i], p[f"{r}_excess_corrected_se"][i]))
-        out.append("| " + " | ".join(cells) + " |")
+    def one_step(title: str, ref: str, mean: str, se: str, excess: str) -> list[str]:
+        """A one-step table: the reference (``ref``), then per model ``mean`` ± ``se`` and ``excess`` ± its SE."""
+        rows = ["", title, "", head, "|" + "---|" * (head.count("|") - 1)]
+        for i, t in enumerate(p["t"]):
+            cells = [fmt(t), fmt(p["sigma"][i])] + ([pm(p[ref][i], p[f"{ref}_se"][i])] if has_ref else [])
+            for r in ROLES:
+                cells.append(pm(p[mean.format(r=r)][i], p[se.format(r=r)][i]))
+                if has_ref:
+                    cells.append(pm(p[excess.format(r=r)][i], p[excess.format(r=r) + "_se"][i]))
+            rows.append("| " + " | ".join(cells) + " |")
+        return rows
+
+    out = one_step("One-step probe, raw (the paper's measure: FDE of each one-step x̂0 / FDE of the video):",
+                   "reference_ratio", "{r}_mean_ratio", "{r}_ratio_se", "{r}_excess")[1:]
+    out += one_step("One-step probe, prediction noise removed (FDE of x̂0 averaged over the noise draws, unbiased):",
+                    "reference_corrected", "{r}_corrected_ratio", "{r}_corrected_ratio_se", "{r}_excess_corrected")
     if "regen_ratio" in p:
         rhead = "| t | σ |" + (" perfect model |" if has_ref else "") + "".join(f" {ROLES[r]} |" for r in ROLES)
         out += ["", f"Regeneration probe (x_t sampled back to 0 with {fmt(p['regen_steps'])} Euler steps; FDE of the sample / FDE of "

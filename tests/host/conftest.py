@@ -94,6 +94,18 @@ def tiny_host(host) -> Host:
     gc.collect()
 
 
+@pytest.fixture()
+def loras_dir(host, tmp_path):
+    """A temporary loras folder, first in ComfyUI's list (the training node writes there; LoRA loaders read it)."""
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    fp = host.folder_paths
+    saved = (list(fp.folder_names_and_paths["loras"][0]), set(fp.folder_names_and_paths["loras"][1]))
+    fp.add_model_folder_path("loras", str(folder), is_default=True)
+    yield folder
+    fp.folder_names_and_paths["loras"] = saved
+
+
 @pytest.fixture
 def captures() -> dict[str, list[dict]]:
     """What CILTest_CaptureApplyModel / CILTest_CaptureValue recorded, emptied before each test."""

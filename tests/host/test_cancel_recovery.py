@@ -9,43 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from test_probe_node import CALLS, CILTestProbe_InterruptAfter  # tests/host is on sys.path (conftest)
+
 pytestmark = pytest.mark.host
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows" / "api"
-CALLS = {"n": 0}
-
-
-class CILTestCancel_InterruptAfter:
-    """MODEL clone whose APPLY_MODEL wrapper requests a cancel at its ``calls``-th call."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",), "calls": ("INT", {"default": 2, "min": 1, "max": 1000})}}
-
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "build"
-    CATEGORY = "CIL/testing"
-
-    def build(self, model, calls):
-        import comfy.model_management as mm
-        import comfy.patcher_extension as pe
-
-        CALLS["n"] = 0
-
-        def wrapper(executor, *args, **kwargs):
-            CALLS["n"] += 1
-            if CALLS["n"] >= calls:
-                mm.interrupt_current_processing(True)
-            return executor(*args, **kwargs)
-
-        patched = model.clone()
-        patched.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "cil_test_cancel", wrapper)
-        return (patched,)
-
-
 @pytest.fixture(scope="module")
 def cancel_host(tiny_host):
-    tiny_host.register(CILTestCancel_InterruptAfter)
+    tiny_host.register(CILTestProbe_InterruptAfter)
     return tiny_host
 
 
@@ -66,7 +37,7 @@ def probe_prompt(prefix: str, *, interrupt: bool = False) -> dict:
     prompt["5"]["inputs"].update(grid_count=4, samples_per_t=2, max_batch=1, pixel_metric="off", filename_prefix=prefix)
     prompt["6"] = {"class_type": "CILTest_CaptureValue", "inputs": {"value": ["5", 1], "key": "table"}}
     if interrupt:
-        prompt["20"] = {"class_type": "CILTestCancel_InterruptAfter", "inputs": {"model": ["2", 0], "calls": 3}}
+        prompt["20"] = {"class_type": "CILTestProbe_InterruptAfter", "inputs": {"model": ["2", 0], "calls": 3}}
         prompt["5"]["inputs"]["model"] = ["20", 0]
     return prompt
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_stats import write_video  # tests/host is on sys.path (conftest)
 from tiny_models import init_weights
 
 from cil_core.stats_io import load_stats
@@ -31,20 +32,6 @@ pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES, SIZE = 4, 32
-
-
-def write_video(path: Path, frames, codec: str = "ffv1") -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=8)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "bgr0" if codec == "ffv1" else "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +44,8 @@ def videos(tmp_path_factory) -> Path:
     (folder / "sub").mkdir()
     for i in range(9):
         size = (6, 40, 48, 3) if i == 4 else (6, SIZE, SIZE, 3)
-        write_video(folder / ("sub" if i == 7 else "") / f"v{i}.mkv", rng.integers(0, 255, size, dtype=np.uint8))
-    write_video(folder / "short.mkv", rng.integers(0, 255, (2, SIZE, SIZE, 3), dtype=np.uint8))
+        write_video(folder / ("sub" if i == 7 else "") / f"v{i}.mkv", rng.integers(0, 255, size, dtype=np.uint8), "ffv1")
+    write_video(folder / "short.mkv", rng.integers(0, 255, (2, SIZE, SIZE, 3), dtype=np.uint8), "ffv1")
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
     return folder
 

@@ -500,18 +500,6 @@ def test_toy_probe_workflow_feeds_the_probe_m_into_the_late_start_sampler(toy_ho
 
 # --- the training node on the toy model (no downloads) -----------------------------------------------
 
-@pytest.fixture()
-def toy_loras(toy_host, tmp_path):
-    """A temporary loras folder, first in ComfyUI's list (the training node writes there)."""
-    folder = tmp_path / "loras"
-    folder.mkdir()
-    fp = toy_host.folder_paths
-    saved = (list(fp.folder_names_and_paths["loras"][0]), set(fp.folder_names_and_paths["loras"][1]))
-    fp.add_model_folder_path("loras", str(folder), is_default=True)
-    yield folder
-    fp.folder_names_and_paths["loras"] = saved
-
-
 def toy_training_prompt(mode: str, name: str, prefix: str, lora_file: str | None = None) -> dict:
     """Toy World Video → VAE Encode (training video) + Toy I2V Conditioning (its first frame) →
     TimeNoise Fine-Tune → KSampler from the trained MODEL (or the input one + a LoRA) → SaveLatent."""
@@ -541,7 +529,7 @@ def toy_training_prompt(mode: str, name: str, prefix: str, lora_file: str | None
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
-def test_the_training_node_trains_the_toy_model(toy_host, toy_loras, mode):
+def test_the_training_node_trains_the_toy_model(toy_host, loras_dir, mode):
     """The TimeNoise Fine-Tune node on a toy model in a graph: two steps, a finite loss log, a MODEL
     that samples differently from the input; in LoRA mode the saved file, loaded by ComfyUI's own
     LoraLoaderModelOnly, gives the trained node's result; the input model is untouched."""
@@ -558,7 +546,7 @@ def test_the_training_node_trains_the_toy_model(toy_host, toy_loras, mode):
     run_dir = Path(toy_host.folder_paths.get_output_directory()) / "cil_train" / name
     rows = [json.loads(r) for r in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) and r["beta"] > 0 for r in rows)
-    assert (toy_loras / f"{name}.safetensors").is_file() == (mode == "lora")
+    assert (loras_dir / f"{name}.safetensors").is_file() == (mode == "lora")
     if mode == "lora":
         toy_host.run(toy_training_prompt(mode, name, f"{name}_reload", lora_file=f"{name}.safetensors"))
         assert torch.allclose(saved_latent(toy_host, f"{name}_reload"), trained, rtol=1e-4, atol=1e-5)

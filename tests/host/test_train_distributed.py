@@ -28,17 +28,6 @@ HERE = Path(__file__).resolve().parent
 FRAMES, H, W = 4, 8, 8
 
 
-@pytest.fixture()
-def loras_dir(svd_host, tmp_path):
-    folder = tmp_path / "loras"
-    folder.mkdir()
-    fp = svd_host.folder_paths
-    saved = (list(fp.folder_names_and_paths["loras"][0]), set(fp.folder_names_and_paths["loras"][1]))
-    fp.add_model_folder_path("loras", str(folder), is_default=True)
-    yield folder
-    fp.folder_names_and_paths["loras"] = saved
-
-
 def test_two_process_lora_equals_one_process_and_loads_in_comfyui(svd_host, loras_dir, tmp_path):
     import comfy.lora
     import comfy.sd

@@ -84,18 +84,6 @@ def tiny_svd_detectable():
         sm.models.remove(TinySVDTemplate)
 
 
-@pytest.fixture()
-def loras_dir(svd_host, tmp_path):
-    """A temporary loras folder, first in ComfyUI's list (the node writes there)."""
-    folder = tmp_path / "loras"
-    folder.mkdir()
-    fp = svd_host.folder_paths
-    saved = (list(fp.folder_names_and_paths["loras"][0]), set(fp.folder_names_and_paths["loras"][1]))
-    fp.add_model_folder_path("loras", str(folder), is_default=True)
-    yield folder
-    fp.folder_names_and_paths["loras"] = saved
-
-
 # --- LoRA -------------------------------------------------------------------------------------------
 
 def test_lora_two_steps_load_in_comfyui_and_change_the_output(svd_host, tmp_path, loras_dir):
