@@ -94,10 +94,15 @@ def load_stats(path: str | os.PathLike) -> AnalyticStats:
             tensors = {k: fh.get_tensor(k) for k in keys}
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise CILValueError(f"{path.name} is not a readable safetensors file ({exc}); re-save or re-estimate it.") from exc
-    if meta.get("format") == FORMAT:
-        return _from_ours(path, tensors, meta)
-    mean_key, var_key = keys
-    return _from_official(path, tensors[mean_key], tensors[var_key], meta)
+    try:
+        if meta.get("format") == FORMAT:
+            return _from_ours(path, tensors, meta)
+        mean_key, var_key = keys
+        return _from_official(path, tensors[mean_key], tensors[var_key], meta)
+    except CILValueError as exc:  # AnalyticStats' own checks do not know the file: name it
+        if path.name in str(exc):
+            raise
+        raise CILValueError(f"{path.name}: {exc} The file is damaged; re-estimate it.") from None
 
 
 def _needed_keys(path: Path, meta: dict[str, str], entries: dict) -> list[str]:

@@ -99,11 +99,18 @@ def _write(final: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], 
 def save_checkpoint(output_dir: str | Path, step: int, tensors: dict[str, torch.Tensor], state: dict, keep: int) -> Path:
     """Atomically write the checkpoint of ``step`` (rank 0); keep the newest ``keep`` ones (and their shards)."""
     final = _write(checkpoint_path(output_dir, step), tensors, {"format": FORMAT, "state": json.dumps(state, sort_keys=True)}, step, 0)
+    prune_checkpoints(output_dir, keep)
+    return final
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` whole checkpoints, and every shard of another step (a
+    checkpoint's shards whose rank-0 file was never written included). Run after each save and
+    again at resume: a kill between a save and its pruning leaves one checkpoint too many."""
     kept = {s for s, _ in list_checkpoints(output_dir)[-keep:]}
     for old_step, old in list_checkpoints(output_dir)[:-keep] + shard_files(output_dir):
         if old_step not in kept:
             old.unlink(missing_ok=True)
-    return final
 
 
 def save_shard(output_dir: str | Path, step: int, rank: int, tensors: dict[str, torch.Tensor]) -> Path:

@@ -19,7 +19,7 @@ from cil_core.validation import CILValueError
 
 from .checkpoint import (
     load_checkpoint, load_shard, optimizer_from_flat, optimizer_to_flat, rng_from_tensors, rng_to_tensors,
-    save_checkpoint, save_shard,
+    prune_checkpoints, save_checkpoint, save_shard,
 )
 from .data import Cursor
 from .parallel import like, local
@@ -124,5 +124,7 @@ def restore(tr, path: Path) -> None:
     tr.step = int(state["step"])
     tr.skipped = dict(state.get("skipped", {}))
     tr.bad_indices = set(state.get("bad_indices", []))
+    dist.barrier()  # every rank has read its shard: the older checkpoints may go
     if dist.main:
+        prune_checkpoints(tr.out, tr.cfg.run.keep_checkpoints)
         print(f"cil train: resumed from {path.name} (step {tr.step})", file=sys.stderr)

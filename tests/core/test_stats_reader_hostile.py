@@ -99,6 +99,25 @@ def test_zero_sized_stats_are_refused_on_write_and_read(tmp_path):
         load_stats(tmp_path / "t.safetensors")
 
 
+@pytest.mark.parametrize("key, value, match", [("tr_cov_d", -1.6e173, "tr_cov_d"), ("count", "0", "count=0"),
+                                                ("channel_var", float("nan"), "finite")])
+def test_values_the_stats_checks_refuse_name_the_file(tmp_path, key, value, match):
+    """A whole file whose values are wrong (a negative variance, no samples): the error names the file."""
+    from safetensors.torch import save_file
+
+    tensors = {"mean": torch.zeros(2, 1, 1, 1), "channel_var": torch.ones(2, dtype=torch.float64),
+               "tr_cov_d": torch.ones(1, dtype=torch.float64)}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "count": "1"}
+    if key == "count":
+        meta["count"] = value
+    else:
+        tensors[key] = torch.full_like(tensors[key], value)
+    save_file(tensors, str(tmp_path / "v.safetensors"), metadata=meta)
+    with pytest.raises(CILValueError, match=match) as info:
+        load_stats(tmp_path / "v.safetensors")
+    assert str(info.value).startswith("v.safetensors")
+
+
 def test_a_folder_is_named_as_a_folder(tmp_path):
     with pytest.raises(CILValueError, match="is a folder"):
         load_stats(tmp_path)

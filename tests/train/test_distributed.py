@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bounded_run
 import pytest
 from safetensors.torch import load_file
 
@@ -42,7 +43,7 @@ def launch(config: Path, *extra: str, procs: int = 2, fault: str = "") -> subpro
         env.pop(name, None)
     head = TORCHRUN if procs == 2 else [sys.executable, "-m", "cil_tools.cli"]
     argv = [*head, *(["-m", "cil_tools.cli"] if procs == 2 else []), "train", "--config", str(config), "--no-progress", *extra]
-    return subprocess.run(argv, cwd=config.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return bounded_run.run(argv, TIMEOUT, env=env, cwd=config.parent)
 
 
 def rows(out: Path) -> list[dict]:

@@ -23,6 +23,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 
 import torch
@@ -46,21 +47,38 @@ def die_renaming(name: str) -> None:
     os.replace = replace
 
 
+CHILDREN: list[int] = []  # every child forked here; the test kills the ones still alive when it ends
+
+
 def start(config: Path, resume: bool, log: Path, die_at: str = "") -> int:
-    """Fork a child that runs ``cil train`` (stderr appended to ``log``; killed at the rename of
-    ``die_at`` when given); returns its pid."""
+    """Fork a child that runs ``cil train`` (stdout and stderr appended to ``log``, so no child holds
+    pytest's output open; killed at the rename of ``die_at`` when given); returns its pid."""
     pid = os.fork()
     if pid == 0:  # the child: run the command, then leave without any of the parent's exit handlers
         code = 3
         try:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(fd, 1)
             os.dup2(fd, 2)
             if die_at:
                 die_renaming(die_at)
             code = cli.main(["train", "--config", str(config), "--no-progress", *(["--resume"] if resume else [])])
         finally:
             os._exit(code)
+    CHILDREN.append(pid)
     return pid
+
+
+@pytest.fixture()
+def no_child_outlives_the_test():
+    yield
+    while CHILDREN:
+        pid = CHILDREN.pop()
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except ProcessLookupError:  # ended by itself in the meantime
+            pass
 
 
 def wait(pid: int, timeout: float, until=lambda: False) -> int | None:
@@ -70,6 +88,8 @@ def wait(pid: int, timeout: float, until=lambda: False) -> int | None:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
+            if pid in CHILDREN:
+                CHILDREN.remove(pid)
             return os.waitstatus_to_exitcode(status)
         if time.monotonic() >= deadline or until():
             return None
@@ -97,7 +117,7 @@ def tensors(path: Path) -> tuple[dict, dict]:
         return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
 
 
-def test_twenty_sigkills_then_resume_equal_one_run(tmp_path, make_config, video_folder):
+def test_twenty_sigkills_then_resume_equal_one_run(tmp_path, make_config, video_folder, no_child_outlives_the_test):
     def config(name: str) -> Path:
         cfg = make_config(tmp_path / name, video_folder, data={"batch_size": 2}, optim={"grad_accum": 1},
                           run={"steps": STEPS, "checkpoint_every": 1, "keep_checkpoints": 2})

@@ -176,6 +176,23 @@ def test_ema_is_the_exponential_average_of_the_weights(tmp_path, make_config):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_a_kill_between_a_save_and_its_pruning_is_cleaned_up_at_resume(tmp_path, make_config, monkeypatch):
+    """The run dies after each checkpoint is renamed into place but before older ones are deleted
+    (pruning off); ``--resume`` (here: with every step already done) keeps the newest two only."""
+    import cil_train.checkpoint as checkpoint
+    import cil_train.train_state as train_state
+    from cil_train.checkpoint import list_checkpoints
+
+    cfg, adapter, data = tiny_setup(tmp_path, make_config, run={"steps": 4, "checkpoint_every": 1, "keep_checkpoints": 2})
+    with monkeypatch.context() as m:
+        for module in (checkpoint, train_state):
+            m.setattr(module, "prune_checkpoints", lambda *a: None)
+        Trainer(adapter, data, cfg).run()
+    assert [s for s, _ in list_checkpoints(cfg.run.output_dir)] == [1, 2, 3, 4]
+    Trainer(adapter, data, cfg).run(resume=True)
+    assert [s for s, _ in list_checkpoints(cfg.run.output_dir)] == [3, 4]
+
+
 def test_cancel_stops_and_leaves_the_model_as_it_was(tmp_path, make_config):
     cfg, adapter, data = tiny_setup(tmp_path, make_config, run={"steps": 50})
     flags = {n: p.requires_grad for n, p in adapter.net.named_parameters()}

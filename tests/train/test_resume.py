@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import bounded_run
 import pytest
 from safetensors.torch import load_file
 
@@ -72,7 +73,7 @@ def cil_train(config: Path, *extra: str, fault: str = "", wait: bool = True,
     command = ["-c", HELD_BEFORE_LAST_STEP] if held else ["-m", "cil_tools.cli"]
     argv = [sys.executable, *command, "train", "--config", str(config), "--no-progress", *extra]
     if wait:
-        return subprocess.run(argv, cwd=config.parent, env=env, capture_output=True, text=True, timeout=300)
+        return bounded_run.run(argv, 300, env=env, cwd=config.parent)
     return subprocess.Popen(argv, cwd=config.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 
