@@ -1,14 +1,21 @@
-"""``run(argv, timeout, **popen)``: a command of the trainer tests, bounded in time and in what it
-leaves behind. It runs in a session of its own with its output captured. Past ``timeout`` it gets
-SIGTERM (torchrun stops its ranks on it) and 30 s to end; then its process group and every process
-started with its token in the environment (torchrun's ranks live in sessions of their own) get
-SIGKILL, and the test fails naming the command. Nothing it started outlives the call."""
+"""The processes of the trainer tests, bounded in time and in what they leave behind.
+
+* ``run(argv, timeout, **popen)``: a command in a session of its own with its output captured. Past
+  ``timeout`` it gets SIGTERM (torchrun stops its ranks on it) and 30 s to end; then its process
+  group and every process started with its token in the environment (torchrun's ranks live in
+  sessions of their own) get SIGKILL, and the test fails naming the command.
+* ``Forks``: ``cil train`` children forked from a fork server that imported torch and the CLI once
+  (a start costs milliseconds), never from pytest's own threaded process; ``close()`` kills the
+  ones still alive.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -54,3 +61,47 @@ def run(argv: list[str], timeout: float, env: dict | None = None, **popen) -> su
         out, err = proc.communicate()
         pytest.fail(f"{' '.join(map(str, argv[:6]))} ... did not end within {timeout} s; its stderr ends with:\n{err[-3000:]}")
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _cil_train(argv: list[str], log: str, die_at: str) -> None:
+    """A fork's body: ``cil <argv>`` with stdout and stderr appended to ``log``; with ``die_at``, it
+    SIGKILLs itself when an atomic write is about to rename its finished temporary file over that
+    name (the last moment such a write can be cut)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    if die_at:
+        rename = os.replace
+
+        def replace(src, dst, *args, **kwargs):
+            if Path(dst).name == die_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return rename(src, dst, *args, **kwargs)
+
+        os.replace = replace
+    import torch
+
+    from cil_tools import cli
+
+    torch.set_num_threads(1)  # a tiny model: on a shared CPU, OpenMP synchronisation only costs time
+    sys.exit(cli.main(argv))
+
+
+class Forks:
+    def __init__(self) -> None:
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["torch", "torch._dynamo", "cil_tools.cli", "cil_tools.train_cmd", "bounded_run"])  # dynamo: what AdamW imports
+        self.alive: list = []
+
+    def start(self, argv: list[str], log: Path, die_at: str = ""):
+        proc = self.ctx.Process(target=_cil_train, args=(argv, str(log), die_at), daemon=True)
+        proc.start()
+        self.alive.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.alive:
+            if proc.exitcode is None:
+                proc.kill()
+            proc.join(60)
+        self.alive.clear()

@@ -1,7 +1,7 @@
 """Kill soak: 20 SIGKILLs at random moments of a tiny ``cil train`` run, each followed by ``--resume``.
 
-Every run is a child forked from this process (torch, and the torch._dynamo that AdamW imports,
-are already loaded: a start costs milliseconds, so the soak takes seconds). Each kill picks a
+Every run is a child forked from a fork server that has torch and the CLI imported (a start costs
+milliseconds, so the soak takes seconds; ``bounded_run.Forks``). Each kill picks a
 random checkpoint 0–2 steps past the newest one, waits for it, then a random part of one step's
 wall time: kills fall in start-up, decoding, steps, checkpoint writes, plots and log rewrites.
 Once every step is done the delay is random within the last run that ended by itself, so later
@@ -17,80 +17,34 @@ names (no temporary file of ours is left).
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import time
 from pathlib import Path
 
+import bounded_run
 import pytest
 from safetensors import safe_open
 
-import torch
-
-from cil_tools import cli
 from cil_train.checkpoint import NAME, latest_checkpoint, load_checkpoint
 
 KILLS, MAX_RUNS, STEPS = 20, 80, 12
 
 
-def die_renaming(name: str) -> None:
-    """In this (child) process: SIGKILL itself when an atomic write is about to rename its finished
-    temporary file over ``name`` — the last moment such a write can be cut."""
-    rename = os.replace
-
-    def replace(src, dst, *args, **kwargs):
-        if Path(dst).name == name:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return rename(src, dst, *args, **kwargs)
-
-    os.replace = replace
-
-
-CHILDREN: list[int] = []  # every child forked here; the test kills the ones still alive when it ends
-
-
-def start(config: Path, resume: bool, log: Path, die_at: str = "") -> int:
-    """Fork a child that runs ``cil train`` (stdout and stderr appended to ``log``, so no child holds
-    pytest's output open; killed at the rename of ``die_at`` when given); returns its pid."""
-    pid = os.fork()
-    if pid == 0:  # the child: run the command, then leave without any of the parent's exit handlers
-        code = 3
-        try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            if die_at:
-                die_renaming(die_at)
-            code = cli.main(["train", "--config", str(config), "--no-progress", *(["--resume"] if resume else [])])
-        finally:
-            os._exit(code)
-    CHILDREN.append(pid)
-    return pid
-
-
 @pytest.fixture()
-def no_child_outlives_the_test():
-    yield
-    while CHILDREN:
-        pid = CHILDREN.pop()
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except ProcessLookupError:  # ended by itself in the meantime
-            pass
+def forks():
+    made = bounded_run.Forks()
+    yield made
+    made.close()
 
 
-def wait(pid: int, timeout: float, until=lambda: False) -> int | None:
-    """Exit status of ``pid`` (negative: killed by that signal); None if it still runs after
-    ``timeout`` seconds or once ``until()`` holds."""
+def wait(proc, timeout: float, until=lambda: False) -> int | None:
+    """Exit status of the fork ``proc`` (negative: killed by that signal); None if it still runs
+    after ``timeout`` seconds or once ``until()`` holds."""
     deadline = time.monotonic() + timeout
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            if pid in CHILDREN:
-                CHILDREN.remove(pid)
-            return os.waitstatus_to_exitcode(status)
+        if proc.exitcode is not None:
+            return proc.exitcode
         if time.monotonic() >= deadline or until():
             return None
         time.sleep(0.002)
@@ -117,14 +71,16 @@ def tensors(path: Path) -> tuple[dict, dict]:
         return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
 
 
-def test_twenty_sigkills_then_resume_equal_one_run(tmp_path, make_config, video_folder, no_child_outlives_the_test):
+def test_twenty_sigkills_then_resume_equal_one_run(tmp_path, make_config, video_folder, forks):
+    def start(config: Path, resume: bool, log: Path, die_at: str = ""):
+        return forks.start(["train", "--config", str(config), "--no-progress", *(["--resume"] if resume else [])], log, die_at)
+
     def config(name: str) -> Path:
         cfg = make_config(tmp_path / name, video_folder, data={"batch_size": 2}, optim={"grad_accum": 1},
                           run={"steps": STEPS, "checkpoint_every": 1, "keep_checkpoints": 2})
         (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
         return tmp_path / f"{name}.json"
 
-    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # imports what every child's optimizer needs, once
     straight, soaked = config("straight"), config("soaked")
     out, ref = tmp_path / "soaked", tmp_path / "straight"
     began = time.monotonic()
@@ -147,15 +103,15 @@ def test_twenty_sigkills_then_resume_equal_one_run(tmp_path, make_config, video_
         assert runs <= MAX_RUNS, f"only {kills} kills landed in {MAX_RUNS} runs"
         target = checkpointed(out) + rng.randint(0, 2)
         began = time.monotonic()
-        pid = start(soaked, resume=True, log=tmp_path / "soaked.log")
+        proc = start(soaked, resume=True, log=tmp_path / "soaked.log")
         if target <= STEPS:  # wait for that checkpoint, then part of a step
-            code = wait(pid, 120, until=lambda: checkpointed(out) >= target)
-            code = wait(pid, rng.uniform(0.0, per_step)) if code is None else code
+            code = wait(proc, 120, until=lambda: checkpointed(out) >= target)
+            code = wait(proc, rng.uniform(0.0, per_step)) if code is None else code
         else:
-            code = wait(pid, rng.uniform(0.0, last_alone))
+            code = wait(proc, rng.uniform(0.0, last_alone))
         if code is None:
-            os.kill(pid, signal.SIGKILL)
-            code = wait(pid, 60)  # (0 when it ended by itself just before the kill)
+            proc.kill()
+            code = wait(proc, 60)  # (0 when it ended by itself just before the kill)
         if code == -signal.SIGKILL:
             kills += 1
             at.append(checkpointed(out))
