@@ -124,7 +124,9 @@ def fork_estimate(args: list[str], log: Path, die_at: str = "") -> int:
     if pid == 0:  # the child: run the command, leave without the parent's exit handlers
         code = 3
         try:
-            os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(fd, 1)  # no child holds pytest's output open
+            os.dup2(fd, 2)
             if die_at:
                 rename = os.replace
 
