@@ -68,6 +68,7 @@ def run(args) -> int:
     cfg = replace(cfg, run=run_section).validate()
     output_folder("--output-dir" if args.output_dir is not None else "run.output_dir", cfg.run.output_dir)
     dist = from_env(cfg.model.device, cfg.run.dist_timeout)  # before ComfyUI boots: it picks this process's GPU
+    finished = False
     try:
         if cfg.model.kind == "tiny":
             run_training(cfg, resume=args.resume, dist=dist)
@@ -75,6 +76,7 @@ def run(args) -> int:
             from cil_comfy.training import adapter_from_config
 
             run_training(cfg, resume=args.resume, adapter=adapter_from_config(cfg), dist=dist)
+        finished = True
     finally:
-        dist.close()
+        dist.close(finished)
     return 0

@@ -13,6 +13,7 @@ Collectives carry tensors only; small Python values travel as JSON bytes (nothin
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import os
 from dataclasses import dataclass
@@ -88,8 +89,15 @@ class Dist:
         padded[: data.numel()] = data
         return [json.loads(bytes(t[:n].tolist()).decode("utf-8")) for t, n in zip(self.gather(padded), sizes)]
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
+        """Leave the process group. ``finished`` (every rank ended its work): wait for the others
+        first, so no rank tears down while another is still writing or in a collective. Objects
+        that hold the group (a DDP or FSDP model) are freed before it goes: a gloo rank that frees
+        them after ``destroy_process_group`` can abort at exit."""
         if self.active and torch.distributed.is_initialized():
+            if finished:
+                torch.distributed.barrier()
+            gc.collect()
             torch.distributed.destroy_process_group()
 
 
