@@ -122,14 +122,9 @@ def estimate(args: argparse.Namespace) -> int:
         raise CILValueError(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. 0/8.")
     job = Job(args.videos, Path(args.out), args.frames, args.width, args.height, args.fps, args.stride, args.every,
               (int(k), int(n)), args.resume)
-    dist = from_env(args.device)  # before ComfyUI boots: it picks this process's GPU
-    finished = False
-    try:
+    with from_env(args.device) as dist:  # before ComfyUI boots: it picks this process's GPU
         model, vae, fmt = load_encoder(args.checkpoint, args.vae, args.model_kind, args.comfyui_path, args.device)
         stats = estimate_videos(job, model, vae, fmt, dist)
-        finished = True
-    finally:
-        dist.close(finished)
     if stats is not None:
         skipped = json.loads(stats.meta["skipped"])
         print(f"cil stats estimate: {stats.count} video(s) in {job.out} ({len(skipped)} skipped, listed in its metadata); "

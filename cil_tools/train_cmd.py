@@ -67,16 +67,11 @@ def run(args) -> int:
         run_section = replace(run_section, progress=False)
     cfg = replace(cfg, run=run_section).validate()
     output_folder("--output-dir" if args.output_dir is not None else "run.output_dir", cfg.run.output_dir)
-    dist = from_env(cfg.model.device, cfg.run.dist_timeout)  # before ComfyUI boots: it picks this process's GPU
-    finished = False
-    try:
+    with from_env(cfg.model.device, cfg.run.dist_timeout) as dist:  # before ComfyUI boots: it picks this process's GPU
         if cfg.model.kind == "tiny":
             run_training(cfg, resume=args.resume, dist=dist)
         else:
             from cil_comfy.training import adapter_from_config
 
             run_training(cfg, resume=args.resume, adapter=adapter_from_config(cfg), dist=dist)
-        finished = True
-    finally:
-        dist.close(finished)
     return 0

@@ -100,6 +100,13 @@ class Dist:
             gc.collect()
             torch.distributed.destroy_process_group()
 
+    def __enter__(self) -> "Dist":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """``with from_env(...) as dist:`` — leaves the group on the way out; finished when nothing was raised."""
+        self.close(finished=exc_type is None)
+
 
 def env_world() -> int:
     raw = os.environ.get("WORLD_SIZE", "").strip()
