@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import bounded_run  # tests/support is on sys.path (tests/conftest.py)
 import pytest
 import torch
 from test_stats import write_video  # tests/host is on sys.path (conftest)
@@ -124,18 +125,7 @@ def fork_estimate(args: list[str], log: Path, die_at: str = "") -> int:
     if pid == 0:  # the child: run the command, leave without the parent's exit handlers
         code = 3
         try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-            os.dup2(fd, 1)  # no child holds pytest's output open
-            os.dup2(fd, 2)
-            if die_at:
-                rename = os.replace
-
-                def replace(src, dst, *a, **k):
-                    if Path(dst).name == die_at:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    return rename(src, dst, *a, **k)
-
-                os.replace = replace
+            bounded_run.child_io(log, die_at)
             code = cli.main(args)
         finally:
             os._exit(code)

@@ -1,15 +1,12 @@
 """Fixtures for the trainer tests (no ComfyUI): small videos written with PyAV, configs. Tests that start
-processes import ``bounded_run`` (beside this file) to run them."""
+processes run them with ``bounded_run`` (tests/support)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.append(str(Path(__file__).resolve().parent))  # bounded_run, for the tests that start processes
 
 
 def write_video(path: Path, frames: int = 12, width: int = 40, height: int = 32, fps: int = 8,

@@ -1,9 +1,11 @@
-"""The processes of the trainer tests, bounded in time and in what they leave behind.
+"""The processes the tests start, bounded in time and in what they leave behind (on ``sys.path``
+from tests/conftest.py, for every tier).
 
 * ``run(argv, timeout, **popen)``: a command in a session of its own with its output captured. Past
   ``timeout`` it gets SIGTERM (torchrun stops its ranks on it) and 30 s to end; then its process
   group and every process started with its token in the environment (torchrun's ranks live in
   sessions of their own) get SIGKILL, and the test fails naming the command.
+* ``child_io(log, die_at)``: a forked child's output to ``log``, and its death at one rename.
 * ``Forks``: ``cil train`` children forked from a fork server that imported torch and the CLI once
   (a start costs milliseconds), never from pytest's own threaded process; ``close()`` kills the
   ones still alive.
@@ -63,10 +65,10 @@ def run(argv: list[str], timeout: float, env: dict | None = None, **popen) -> su
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def _cil_train(argv: list[str], log: str, die_at: str) -> None:
-    """A fork's body: ``cil <argv>`` with stdout and stderr appended to ``log``; with ``die_at``, it
-    SIGKILLs itself when an atomic write is about to rename its finished temporary file over that
-    name (the last moment such a write can be cut)."""
+def child_io(log: str | Path, die_at: str = "") -> None:
+    """In a forked child: stdout and stderr appended to ``log`` (no child holds pytest's output
+    open); with ``die_at``, it SIGKILLs itself when an atomic write is about to rename its finished
+    temporary file over that name (the last moment such a write can be cut)."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -79,6 +81,11 @@ def _cil_train(argv: list[str], log: str, die_at: str) -> None:
             return rename(src, dst, *args, **kwargs)
 
         os.replace = replace
+
+
+def _cil_train(argv: list[str], log: str, die_at: str) -> None:
+    """A fork's body: ``cil <argv>`` under ``child_io(log, die_at)``."""
+    child_io(log, die_at)
     import torch
 
     from cil_tools import cli
